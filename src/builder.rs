@@ -1,0 +1,201 @@
+//! [`Builder`]: every option of a queue, with its default; and [`Durability`].
+
+use crate::codec::{Codec, MsgPack};
+use crate::error::Error;
+use crate::queue::Queue;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Items kept in memory by default.
+pub(crate) const DEFAULT_CACHE_SIZE: usize = 4096;
+/// Segment file size by default: 64 MiB.
+pub(crate) const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 << 20;
+/// The smallest segment accepted: a header and a few small records.
+pub(crate) const MIN_SEGMENT_SIZE_BYTES: u64 = 256;
+/// Removals between two checkpoints of the read cursor by default.
+pub(crate) const DEFAULT_CHECKPOINT_EVERY_REMOVALS: u64 = 10_000;
+
+/// When items reach stable storage. See the table in the crate docs.
+///
+/// # Examples
+///
+/// ```
+/// use spillq::{Durability, Queue};
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir()?;
+/// let queue = Queue::<u64>::builder(dir.path())
+///     .durability(Durability::Interval(Duration::from_millis(100)))
+///     .open()?;
+/// queue.put(7)?;
+/// # Ok::<(), spillq::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Items in memory reach disk when they overflow the cache, or at `sync()` / `close()`.
+    /// The fastest, and the seeds' behaviour.
+    #[default]
+    OnSync,
+    /// As `OnSync`, and the spill thread also writes and fsyncs whatever is new at least this
+    /// often: a power cut loses at most this window.
+    Interval(Duration),
+    /// `put` returns once its item is fsynced. Concurrent producers share one fsync (group
+    /// commit); `put_all` costs one fsync per batch.
+    EveryPut,
+}
+
+/// The options of a queue, read by the queue and its spill thread.
+pub(crate) struct Config {
+    pub(crate) cache_size: usize,
+    pub(crate) segment_size_bytes: u64,
+    pub(crate) max_len: Option<usize>,
+    pub(crate) durability: Durability,
+    pub(crate) checkpoint_every_removals: u64,
+}
+
+/// Opens a queue with options other than the defaults. Made by [`Queue::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use spillq::{Durability, Queue};
+///
+/// let dir = tempfile::tempdir()?;
+/// let queue = Queue::<String>::builder(dir.path())
+///     .cache_size(100)
+///     .segment_size(1 << 20)
+///     .max_len(10_000)
+///     .durability(Durability::EveryPut)
+///     .open()?;
+/// queue.put("durable once put returns".to_string())?;
+/// # Ok::<(), spillq::Error>(())
+/// ```
+pub struct Builder<T> {
+    dir: PathBuf,
+    config: Config,
+    codec: Box<dyn Codec<T>>,
+}
+
+impl<T> fmt::Debug for Builder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("dir", &self.dir)
+            .field("cache_size", &self.config.cache_size)
+            .field("segment_size", &self.config.segment_size_bytes)
+            .field("max_len", &self.config.max_len)
+            .field("durability", &self.config.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
+    pub(crate) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            config: Config {
+                cache_size: DEFAULT_CACHE_SIZE,
+                segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
+                max_len: None,
+                durability: Durability::OnSync,
+                checkpoint_every_removals: DEFAULT_CHECKPOINT_EVERY_REMOVALS,
+            },
+            codec: Box::new(MsgPack),
+        }
+    }
+
+    /// Items kept in memory, decoded, at the head of the queue (default 4096). `0` sends every
+    /// item through disk.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?;
+    /// queue.put(1)?;
+    /// assert_eq!(queue.stats().on_disk, 1);
+    /// # Ok::<(), spillq::Error>(())
+    /// ```
+    pub fn cache_size(mut self, items: usize) -> Self {
+        self.config.cache_size = items;
+        self
+    }
+
+    /// Size of one segment file in bytes (default 64 MiB, at least 256). An item larger than a
+    /// segment gets a segment of its own.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u8>::builder(dir.path()).segment_size(1 << 20).open()?;
+    /// # Ok::<(), spillq::Error>(())
+    /// ```
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.config.segment_size_bytes = bytes.max(MIN_SEGMENT_SIZE_BYTES).next_multiple_of(8);
+        self
+    }
+
+    /// Bound on the items in the queue, memory and disk together (unbounded by default). At the
+    /// bound `put` blocks and `try_put` gives the item back.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u8>::builder(dir.path()).max_len(1).open()?;
+    /// queue.put(1)?;
+    /// assert!(queue.try_put(2).unwrap_err().is_full());
+    /// # Ok::<(), spillq::Error>(())
+    /// ```
+    pub fn max_len(mut self, items: usize) -> Self {
+        self.config.max_len = Some(items);
+        self
+    }
+
+    /// When items reach stable storage (default [`Durability::OnSync`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use spillq::Durability;
+    /// let queue = spillq::Queue::<u8>::builder(dir.path()).durability(Durability::EveryPut).open()?;
+    /// # Ok::<(), spillq::Error>(())
+    /// ```
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.config.durability = durability;
+        self
+    }
+
+    /// How items become bytes (default [`MsgPack`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u8>::builder(dir.path()).codec(spillq::MsgPack).open()?;
+    /// # Ok::<(), spillq::Error>(())
+    /// ```
+    pub fn codec(mut self, codec: impl Codec<T>) -> Self {
+        self.codec = Box::new(codec);
+        self
+    }
+
+    /// Removals between two checkpoints of the read cursor (default 10,000; at least 1). Each
+    /// such checkpoint is one 64-byte write, not fsynced; it bounds how many removed items a
+    /// crash can deliver again. `sync`, `Interval` ticks and segment rolls checkpoint too.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u8>::builder(dir.path()).checkpoint_every_removals(100).open()?;
+    /// # Ok::<(), spillq::Error>(())
+    /// ```
+    pub fn checkpoint_every_removals(mut self, removals: u64) -> Self {
+        self.config.checkpoint_every_removals = removals.max(1);
+        self
+    }
+
+    /// Opens, or creates, the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] if another open queue holds the directory; [`Error::Io`],
+    /// [`Error::Corrupt`] or [`Error::UnsupportedVersion`] if the directory cannot be used.
+    pub fn open(self) -> Result<Queue<T>, Error> {
+        Queue::from_parts(&self.dir, self.config, self.codec)
+    }
+}

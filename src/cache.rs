@@ -1,0 +1,356 @@
+//! The memory ring and the rule that routes each item to memory or to disk; the state every
+//! handle of a queue shares.
+//!
+//! Items have one order across memory and disk. The ring holds the oldest items, decoded; disk
+//! holds the younger overflow. Every item that reaches the log gets the next sequence number
+//! there, in queue order, so the log alone gives the order back after a crash.
+//!
+//! Invariants (under `Shared::state`):
+//! - Log records `[loaded, next_sequence)` are only on disk ("disk-only"); every record before
+//!   `loaded` is in the ring, out for acknowledgement, or removed.
+//! - Items in the ring that were never written (`Written::No`) come after every written one, and
+//!   exist only while nothing is disk-only. So a new item may go to the ring only while nothing
+//!   is disk-only; when one must go to disk, the unwritten ring items are written first.
+//! - A new item goes to the ring if nothing is disk-only and the ring holds fewer than
+//!   `cache_size` items; otherwise to disk.
+
+use crate::builder::{Config, Durability};
+use crate::codec::Codec;
+use crate::error::{CodecError, Error};
+use crate::log::{CheckpointState, LogShared};
+use crate::log::record::MAX_PAYLOAD_BYTES;
+use crate::log::LogReader;
+use crate::spill::{Batch, Command, Signals};
+use crossbeam_channel::Sender;
+use std::collections::{BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Records decoded into the ring per refill, at most: bounds how long a refill holds the lock.
+const MAX_REFILL: usize = 1024;
+
+/// Directory (inside the queue's) where records that fail to decode are moved.
+pub(crate) const UNDECODABLE_DIR: &str = "undecodable";
+
+/// Whether an item in the ring is in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Only in memory.
+    No,
+    /// In the log with this sequence number.
+    At(u64),
+    /// Its encoding failed; it stays in memory only.
+    Never,
+}
+
+/// One entry of the ring.
+pub(crate) enum Slot<T> {
+    Item { item: T, written: Written },
+    /// A record that did not decode as `T`; its bytes were moved aside.
+    Undecodable {
+        sequence: u64,
+        moved_to: Option<PathBuf>,
+        message: String,
+    },
+}
+
+impl<T> Slot<T> {
+    fn sequence(&self) -> Option<u64> {
+        match self {
+            Self::Item {
+                written: Written::At(sequence),
+                ..
+            }
+            | Self::Undecodable { sequence, .. } => Some(*sequence),
+            _ => None,
+        }
+    }
+}
+
+/// The state behind the queue's mutex.
+pub(crate) struct State<T> {
+    pub(crate) ring: VecDeque<Slot<T>>,
+    /// Sequence number the next item written to the log gets.
+    pub(crate) next_sequence: u64,
+    /// See the module docs.
+    pub(crate) loaded: u64,
+    /// `Written::No` slots in the ring.
+    pub(crate) unwritten: usize,
+    pub(crate) reader: Option<LogReader>,
+    /// Sequence numbers out with a `Delivery`.
+    pub(crate) unacked: BTreeSet<u64>,
+    /// Deliveries out (with or without a sequence number).
+    pub(crate) deliveries_out: usize,
+    /// Bumped by `clear`, so a late `nack` of a cleared item does not bring it back.
+    pub(crate) epoch: u64,
+    pub(crate) closed: bool,
+    pub(crate) consumers_waiting: usize,
+    pub(crate) producers_waiting: usize,
+    /// Items of the ring whose encoding failed, reported by the next `sync`.
+    pub(crate) codec_failures: Vec<CodecError>,
+    pub(crate) undecodable: u64,
+}
+
+impl<T> State<T> {
+    pub(crate) fn disk_only(&self) -> u64 {
+        self.next_sequence - self.loaded
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ring.len() + usize::try_from(self.disk_only()).unwrap_or(usize::MAX)
+    }
+
+    /// The read cursor: the smallest sequence number not yet removed.
+    pub(crate) fn cursor(&self) -> u64 {
+        let mut cursor = self.loaded;
+        for slot in &self.ring {
+            match slot.sequence() {
+                Some(sequence) => {
+                    cursor = cursor.min(sequence);
+                    break;
+                }
+                None if matches!(slot, Slot::Item { written: Written::No, .. }) => break,
+                None => {}
+            }
+        }
+        if let Some(&first) = self.unacked.first() {
+            cursor = cursor.min(first);
+        }
+        cursor
+    }
+}
+
+/// Everything the handles of one queue share.
+pub(crate) struct Shared<T> {
+    pub(crate) state: Mutex<State<T>>,
+    pub(crate) not_empty: Condvar,
+    pub(crate) not_full: Condvar,
+    pub(crate) config: Config,
+    pub(crate) codec: Box<dyn Codec<T>>,
+    pub(crate) log: Arc<LogShared>,
+    pub(crate) signals: Arc<Signals>,
+    pub(crate) commands: Sender<Command>,
+    pub(crate) spill_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Live `Queue` handles; the last one to go closes the queue.
+    pub(crate) handles: AtomicUsize,
+    /// A hint for producers, read without the lock: the next item will probably go to disk,
+    /// so encode it before taking the lock.
+    pub(crate) spilling: AtomicBool,
+    /// What recovery found of the checkpoint.
+    pub(crate) checkpoint_state: CheckpointState,
+}
+
+impl<T: Send + 'static> Shared<T> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic in user code (a codec) while the lock was held leaves the state usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn encode(&self, item: &T, batch: &mut Batch) -> Result<(), Error> {
+        let len = batch
+            .push_with(|buf| self.codec.encode(item, buf))
+            .map_err(|source| Error::Codec {
+                sequence: None,
+                moved_to: None,
+                source,
+            })?;
+        if len > MAX_PAYLOAD_BYTES {
+            batch.pop();
+            return Err(Error::TooLarge {
+                bytes: len,
+                max_bytes: MAX_PAYLOAD_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether an item put now goes to memory.
+    pub(crate) fn routes_to_memory(&self, state: &State<T>, count: usize) -> bool {
+        state.disk_only() == 0 && state.ring.len() + count <= self.config.cache_size
+    }
+
+    /// Encodes the ring's unwritten items into `batch`, giving them the next sequence numbers.
+    /// An item that fails to encode stays in memory only, and the failure waits for `sync`.
+    pub(crate) fn write_unwritten(&self, state: &mut State<T>, batch: &mut Batch) {
+        if state.unwritten == 0 {
+            return;
+        }
+        debug_assert_eq!(state.disk_only(), 0);
+        debug_assert_eq!(batch.end_sequence(), state.next_sequence);
+        // Unwritten items are the ring's tail (with `Never` items in between).
+        let mut start = state.ring.len();
+        let mut seen = 0;
+        while seen < state.unwritten && start > 0 {
+            start -= 1;
+            if matches!(state.ring.get(start), Some(Slot::Item { written: Written::No, .. })) {
+                seen += 1;
+            }
+        }
+        let State {
+            ring,
+            next_sequence,
+            codec_failures,
+            ..
+        } = state;
+        for slot in ring.range_mut(start..) {
+            let Slot::Item { item, written } = slot else {
+                continue;
+            };
+            if *written != Written::No {
+                continue;
+            }
+            match self.encode(item, batch) {
+                Ok(()) => {
+                    *written = Written::At(*next_sequence);
+                    *next_sequence += 1;
+                }
+                Err(Error::Codec { source, .. }) => {
+                    *written = Written::Never;
+                    codec_failures.push(source);
+                }
+                Err(other) => {
+                    *written = Written::Never;
+                    codec_failures.push(Box::new(other));
+                }
+            }
+        }
+        state.unwritten = 0;
+        state.loaded = state.next_sequence;
+    }
+
+    /// For `Interval` ticks: the ring's unwritten items, encoded, if any.
+    pub(crate) fn take_unwritten(&self) -> Option<Batch> {
+        let mut state = self.lock();
+        if state.unwritten == 0 {
+            return None;
+        }
+        let mut batch = Batch::new(state.next_sequence);
+        self.write_unwritten(&mut state, &mut batch);
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    /// Hands a batch to the spill thread.
+    pub(crate) fn send(&self, batch: Batch) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.commands
+            .send(Command::Append(batch))
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Wakes consumers waiting for records the spill thread has now appended.
+    pub(crate) fn wake_consumers(&self) {
+        drop(self.lock());
+        self.not_empty.notify_all();
+    }
+
+    /// Decodes up to a ring's worth of disk-only records into the ring.
+    pub(crate) fn refill(&self, state: &mut State<T>) -> Result<(), Error> {
+        let want = self.config.cache_size.clamp(1, MAX_REFILL);
+        let want = want.saturating_sub(state.ring.len()).max(1);
+        let Some(mut reader) = state.reader.take() else {
+            return Err(Error::Closed);
+        };
+        reader.seek(state.loaded);
+        let dir = &self.log.dir;
+        let result = reader.read_batch(want, |sequence, bytes| {
+            let slot = match self.codec.decode(bytes) {
+                Ok(item) => Slot::Item {
+                    item,
+                    written: Written::At(sequence),
+                },
+                Err(error) => {
+                    state.undecodable += 1;
+                    Slot::Undecodable {
+                        sequence,
+                        moved_to: move_aside(dir, sequence, bytes),
+                        message: error.to_string(),
+                    }
+                }
+            };
+            state.ring.push_back(slot);
+        });
+        // Records found missing moved the reader past them too.
+        state.loaded = state.loaded.max(reader.expected()).min(state.next_sequence);
+        state.reader = Some(reader);
+        result.map(|_| ())
+    }
+
+    /// After items left the queue: publish the read cursor, count removals, wake producers.
+    pub(crate) fn removed(&self, state: &State<T>, count: u64) {
+        self.signals
+            .read_cursor
+            .store(state.cursor(), Ordering::SeqCst);
+        self.update_spilling(state);
+        let removals = self.signals.removals.fetch_add(count, Ordering::Relaxed) + count;
+        let every = self.config.checkpoint_every_removals;
+        if removals >= every && (removals - count) < every {
+            let _ = self.commands.try_send(Command::Wake);
+        }
+        if state.producers_waiting > 0 {
+            self.not_full.notify_all();
+        }
+        // A segment fully read can be deleted once a durable checkpoint passes it.
+        if state.disk_only() > 0 || count > 0 {
+            let progress = self.log.progress();
+            let passed = progress
+                .segments
+                .get(1)
+                .is_some_and(|&second| second <= state.cursor());
+            drop(progress);
+            if passed {
+                let _ = self.commands.try_send(Command::Wake);
+            }
+        }
+    }
+
+    pub(crate) fn update_spilling(&self, state: &State<T>) {
+        let spilling = state.disk_only() > 0 || state.ring.len() >= self.config.cache_size;
+        self.spilling.store(spilling, Ordering::Relaxed);
+    }
+
+    pub(crate) fn every_put(&self) -> bool {
+        self.config.durability == Durability::EveryPut
+    }
+
+    /// Waits on `condvar` until `deadline` (if any). Returns the guard and whether time ran out.
+    pub(crate) fn wait<'a>(
+        &self,
+        condvar: &Condvar,
+        guard: MutexGuard<'a, State<T>>,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, State<T>>, bool) {
+        match deadline {
+            None => (
+                condvar.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                false,
+            ),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return (guard, true);
+                }
+                let (guard, _) = condvar
+                    .wait_timeout(guard, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner());
+                (guard, Instant::now() >= deadline)
+            }
+        }
+    }
+}
+
+/// Saves an undecodable record's bytes in `undecodable/`, so nothing is lost when the queue moves
+/// past it. Best effort: the path if it worked.
+fn move_aside(dir: &std::path::Path, sequence: u64, bytes: &[u8]) -> Option<PathBuf> {
+    let aside = dir.join(UNDECODABLE_DIR);
+    std::fs::create_dir_all(&aside).ok()?;
+    let path = aside.join(format!("{sequence:020}.bin"));
+    std::fs::write(&path, bytes).ok()?;
+    std::fs::File::open(&path).and_then(|f| f.sync_all()).ok()?;
+    crate::sys::sync_dir(&aside).ok()?;
+    Some(path)
+}

@@ -1,0 +1,259 @@
+//! The checkpoint: where reading resumes and where the writer stood, on disk.
+//!
+//! The file holds two 64-byte slots, at offsets 0 and 4096 (separate pages and sectors, so a torn
+//! write damages at most one). Each write goes to the slot not holding the newest generation,
+//! with a generation one higher; a reader takes the valid slot with the highest generation. So a
+//! write torn by a crash leaves the previous checkpoint readable. Layout in `docs/format.md`.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use super::record::FORMAT_VERSION;
+use crate::error::Error;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Name of the checkpoint file in a queue directory.
+pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
+const MAGIC: [u8; 8] = *b"SPILLQCP";
+const SLOT_BYTES: usize = 64;
+/// Offsets of the two slots.
+const SLOT_OFFSETS: [u64; 2] = [0, 4096];
+
+/// What a checkpoint records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Cursor {
+    /// Every record with a smaller sequence number was removed.
+    pub(crate) read_sequence: u64,
+    /// First sequence number of the segment the writer was in.
+    pub(crate) head_segment: u64,
+    /// Byte offset in that segment where the writer's next record goes.
+    pub(crate) head_offset: u64,
+    /// Sequence number of the writer's next record.
+    pub(crate) head_sequence: u64,
+}
+
+fn encode_slot(generation: u64, cursor: &Cursor) -> [u8; SLOT_BYTES] {
+    let mut bytes = [0u8; SLOT_BYTES];
+    let fields: [(usize, &[u8]); 7] = [
+        (0, &MAGIC),
+        (8, &FORMAT_VERSION.to_le_bytes()),
+        (16, &generation.to_le_bytes()),
+        (24, &cursor.read_sequence.to_le_bytes()),
+        (32, &cursor.head_segment.to_le_bytes()),
+        (40, &cursor.head_offset.to_le_bytes()),
+        (48, &cursor.head_sequence.to_le_bytes()),
+    ];
+    for (at, field) in fields {
+        if let Some(slot) = bytes.get_mut(at..at + field.len()) {
+            slot.copy_from_slice(field);
+        }
+    }
+    let crc = crc32c::crc32c(bytes.get(..60).unwrap_or_default());
+    if let Some(slot) = bytes.get_mut(60..64) {
+        slot.copy_from_slice(&crc.to_le_bytes());
+    }
+    bytes
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// A decoded slot: `Ok(None)` for a damaged or empty slot, `Err(version)` for one from a newer
+/// spillq.
+fn decode_slot(bytes: &[u8]) -> Result<Option<(u64, Cursor)>, u32> {
+    let (Some(body), Some(stored)) = (bytes.get(..60), u32_at(bytes, 60)) else {
+        return Ok(None);
+    };
+    if crc32c::crc32c(body) != stored || body.get(..8) != Some(&MAGIC[..]) {
+        return Ok(None);
+    }
+    let version = u32_at(bytes, 8).unwrap_or(u32::MAX);
+    if version > FORMAT_VERSION {
+        return Err(version);
+    }
+    let field = |at| u64_at(bytes, at).unwrap_or_default();
+    Ok(Some((
+        field(16),
+        Cursor {
+            read_sequence: field(24),
+            head_segment: field(32),
+            head_offset: field(40),
+            head_sequence: field(48),
+        },
+    )))
+}
+
+/// What opening the checkpoint found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Loaded {
+    /// No checkpoint file: a new queue, or one that crashed before its first checkpoint.
+    Missing,
+    /// The file exists but neither slot is valid: recovery must scan everything.
+    Damaged,
+    /// The newest valid slot.
+    Found(Cursor),
+}
+
+/// The open checkpoint file.
+pub(crate) struct CheckpointFile {
+    path: PathBuf,
+    file: File,
+    generation: u64,
+}
+
+impl CheckpointFile {
+    /// Opens (creating if needed) the checkpoint in `dir` and reads the newest valid slot.
+    pub(crate) fn open(dir: &Path) -> Result<(Self, Loaded), Error> {
+        let path = dir.join(CHECKPOINT_FILE);
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let mut best: Option<(u64, Cursor)> = None;
+        let mut any_bytes = false;
+        for offset in SLOT_OFFSETS {
+            let mut bytes = [0u8; SLOT_BYTES];
+            let read = read_up_to(&file, &mut bytes, offset).map_err(|e| Error::io(&path, e))?;
+            any_bytes |= read > 0;
+            match decode_slot(&bytes) {
+                Ok(Some(slot)) if best.is_none_or(|(g, _)| slot.0 > g) => best = Some(slot),
+                Ok(_) => {}
+                Err(found) => {
+                    return Err(Error::UnsupportedVersion {
+                        path,
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+            }
+        }
+        let loaded = match best {
+            Some((_, cursor)) => Loaded::Found(cursor),
+            None if existed && any_bytes => Loaded::Damaged,
+            None => Loaded::Missing,
+        };
+        let generation = best.map_or(0, |(g, _)| g);
+        Ok((
+            Self {
+                path,
+                file,
+                generation,
+            },
+            loaded,
+        ))
+    }
+
+    /// Writes `cursor` into the older slot. Not durable until [`sync`](Self::sync).
+    pub(crate) fn write(&mut self, cursor: &Cursor) -> Result<(), Error> {
+        let generation = self.generation + 1;
+        let slot = SLOT_OFFSETS
+            .get(usize::from(generation % 2 == 1))
+            .copied()
+            .unwrap_or(0);
+        self.file
+            .write_all_at(&encode_slot(generation, cursor), slot)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.generation = generation;
+        Ok(())
+    }
+
+    /// fdatasync of the checkpoint file.
+    pub(crate) fn sync(&self) -> Result<(), Error> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let Some(rest) = buf.get_mut(filled..) else {
+            break;
+        };
+        match file.read_at(rest, offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn cursor(n: u64) -> Cursor {
+        Cursor {
+            read_sequence: n,
+            head_segment: n / 2,
+            head_offset: 32 + n,
+            head_sequence: n + 10,
+        }
+    }
+
+    #[test]
+    fn newest_valid_slot_wins_and_a_torn_slot_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut file, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        assert_eq!(loaded, Loaded::Missing);
+        file.write(&cursor(1)).unwrap();
+        file.write(&cursor(2)).unwrap();
+        file.write(&cursor(3)).unwrap();
+        drop(file);
+        let (_, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        assert_eq!(loaded, Loaded::Found(cursor(3)));
+
+        // Damage the newest slot (generation 3 is in slot 1): the previous one is used.
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4096 + 30] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let (mut file, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        assert_eq!(loaded, Loaded::Found(cursor(2)));
+        // The next write goes over the damaged slot, and wins.
+        file.write(&cursor(4)).unwrap();
+        drop(file);
+        let (_, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        assert_eq!(loaded, Loaded::Found(cursor(4)));
+
+        // Both damaged: recovery must scan, never start empty.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[10] ^= 1;
+        bytes[4096 + 10] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        assert_eq!(loaded, Loaded::Damaged);
+    }
+
+    #[test]
+    fn a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = encode_slot(1, &cursor(1));
+        bytes[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..60]);
+        bytes[60..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(dir.path().join(CHECKPOINT_FILE), bytes).unwrap();
+        assert!(matches!(
+            CheckpointFile::open(dir.path()),
+            Err(Error::UnsupportedVersion { .. })
+        ));
+    }
+}

@@ -1,0 +1,484 @@
+//! The on-disk log: segment files of checksummed records, a checkpointed read cursor, and
+//! recovery. Crate-internal; its one user is the spill thread (the writer side, [`Log`]) and the
+//! queue's consumers (the reader side, [`LogReader`]).
+//!
+//! Sequence numbers are contiguous: the writer appends record `n + 1` right after `n`. A gap
+//! seen by a reader therefore means records were lost (damage, or unsynced data after a power
+//! cut), and its size is exactly how many; it is counted in [`LogShared::skipped`].
+//!
+//! The writer publishes how far it has written ([`Progress`]) after each batch; a reader never
+//! looks past that, so it never forms a slice over bytes being written.
+
+pub(crate) mod checkpoint;
+pub(crate) mod record;
+pub(crate) mod recovery;
+pub(crate) mod segment;
+
+#[cfg(test)]
+mod tests;
+
+use crate::error::Error;
+use crate::sys;
+use checkpoint::{CheckpointFile, Cursor};
+use record::{Parsed, SEGMENT_HEADER_BYTES};
+pub use recovery::CheckpointState;
+use segment::{ReadSegment, WriteSegment};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Name of the lock file in a queue directory.
+pub(crate) const LOCK_FILE: &str = "lock";
+
+/// Rolled segments whose data is not yet fsynced are kept open for the next flush; past this
+/// many, the oldest is fsynced at once, so the open files stay bounded.
+const MAX_UNSYNCED_SEGMENTS: usize = 16;
+
+/// How far the writer has written, as readers may see it.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// First sequence numbers of the live segments, ascending; the last is being written.
+    pub(crate) segments: VecDeque<u64>,
+    /// Records with smaller sequence numbers are written.
+    pub(crate) end_sequence: u64,
+    /// End of written data in the last segment.
+    pub(crate) end_offset: usize,
+}
+
+/// What the writer and the readers share.
+#[derive(Debug)]
+pub(crate) struct LogShared {
+    pub(crate) dir: PathBuf,
+    progress: Mutex<Progress>,
+    /// Records found missing or damaged by readers.
+    pub(crate) skipped: AtomicU64,
+    /// fsync/fdatasync calls on data, checkpoint and directory.
+    pub(crate) fsyncs: AtomicU64,
+    /// Bytes of segment files on disk.
+    pub(crate) disk_bytes: AtomicU64,
+}
+
+impl LogShared {
+    pub(crate) fn progress(&self) -> MutexGuard<'_, Progress> {
+        // A panic while holding this lock leaves consistent data (plain stores), so go on.
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count_fsync(&self) {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The writer side of the log. Owned by the spill thread.
+pub(crate) struct Log {
+    shared: Arc<LogShared>,
+    _lock: File,
+    segment_size: u64,
+    writer: WriteSegment,
+    /// Sequence number of the next record.
+    next_sequence: u64,
+    /// Segments created since the last publish, to be shown to readers with the data in them.
+    unpublished: Vec<u64>,
+    /// All live segments, ascending (the writer's own copy).
+    segments: VecDeque<u64>,
+    /// Rolled segments with data not yet fsynced.
+    unsynced: VecDeque<(PathBuf, File)>,
+    /// Whether the current segment has data not yet fsynced.
+    dirty: bool,
+    checkpoint: CheckpointFile,
+    /// The read cursor of the last checkpoint written, and of the last durable one.
+    checkpointed: u64,
+    durable_checkpointed: u64,
+    recovered_read_sequence: u64,
+    checkpoint_state: CheckpointState,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`: takes the directory lock, then recovers.
+    pub(crate) fn open(dir: &Path, segment_size: u64) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        let recovered = recovery::recover(dir, segment_size)?;
+        let last = recovered.segments.last().copied().unwrap_or(0);
+        let writer = WriteSegment::open(
+            &dir.join(segment::segment_file_name(last)),
+            last,
+            recovered.end_offset,
+            segment_size,
+        )?;
+        let segments: VecDeque<u64> = recovered.segments.into_iter().collect();
+        let shared = Arc::new(LogShared {
+            dir: dir.to_owned(),
+            progress: Mutex::new(Progress {
+                segments: segments.clone(),
+                end_sequence: recovered.next_sequence,
+                end_offset: recovered.end_offset,
+            }),
+            skipped: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            disk_bytes: AtomicU64::new(recovered.disk_bytes),
+        });
+        Ok(Self {
+            shared,
+            _lock: lock,
+            segment_size,
+            writer,
+            next_sequence: recovered.next_sequence,
+            unpublished: Vec::new(),
+            segments,
+            unsynced: VecDeque::new(),
+            dirty: false,
+            checkpoint: recovered.checkpoint,
+            checkpointed: recovered.read_sequence,
+            durable_checkpointed: recovered.read_sequence,
+            recovered_read_sequence: recovered.read_sequence,
+            checkpoint_state: recovered.checkpoint_state,
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<LogShared> {
+        &self.shared
+    }
+
+    /// A reader starting at the read cursor found on open.
+    pub(crate) fn reader(&self) -> LogReader {
+        LogReader::new(Arc::clone(&self.shared), self.recovered_read_sequence)
+    }
+
+    /// Sequence number of the next record appended.
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// The read cursor found on open.
+    pub(crate) fn recovered_read_sequence(&self) -> u64 {
+        self.recovered_read_sequence
+    }
+
+    pub(crate) fn checkpoint_state(&self) -> CheckpointState {
+        self.checkpoint_state
+    }
+
+    pub(crate) fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Appends one record with the next sequence number, rolling to a new segment when it does
+    /// not fit. Readers see it after [`publish`](Self::publish). On error nothing was written
+    /// and the record can be appended again.
+    pub(crate) fn append(&mut self, payload: &[u8]) -> Result<u64, Error> {
+        let Some(size) = record::record_size(payload.len()) else {
+            return Err(Error::TooLarge {
+                bytes: payload.len(),
+                max_bytes: record::MAX_PAYLOAD_BYTES,
+            });
+        };
+        if !self.writer.fits(payload.len()) {
+            self.roll(size)?;
+        }
+        let sequence = self.next_sequence;
+        self.writer.append(sequence, payload);
+        self.next_sequence += 1;
+        self.dirty = true;
+        Ok(sequence)
+    }
+
+    /// Starts a new segment big enough for a record of `record_bytes`.
+    fn roll(&mut self, record_bytes: usize) -> Result<(), Error> {
+        let needed = (SEGMENT_HEADER_BYTES + record_bytes) as u64;
+        let size = if needed > self.segment_size {
+            // A record larger than a segment gets a segment of its own.
+            needed.next_multiple_of(4096)
+        } else {
+            self.segment_size
+        };
+        let path = segment::create(&self.shared.dir, self.next_sequence, size)?;
+        self.shared.count_fsync();
+        self.shared.count_fsync();
+        let writer = match WriteSegment::open(&path, self.next_sequence, SEGMENT_HEADER_BYTES, size)
+        {
+            Ok(writer) => writer,
+            Err(e) => {
+                // Leave no segment behind that readers and recovery do not know about yet.
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let old = std::mem::replace(&mut self.writer, writer);
+        if self.dirty {
+            let file = old.try_clone_file()?;
+            self.unsynced.push_back((old.path().to_owned(), file));
+            if self.unsynced.len() > MAX_UNSYNCED_SEGMENTS
+                && let Some((path, file)) = self.unsynced.pop_front()
+            {
+                file.sync_data().map_err(|e| Error::io(&path, e))?;
+                self.shared.count_fsync();
+            }
+        }
+        self.dirty = false;
+        self.segments.push_back(self.next_sequence);
+        self.unpublished.push(self.next_sequence);
+        self.shared.disk_bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Shows readers everything appended so far.
+    pub(crate) fn publish(&mut self) {
+        let mut progress = self.shared.progress();
+        progress.segments.extend(self.unpublished.drain(..));
+        progress.end_sequence = self.next_sequence;
+        progress.end_offset = self.writer.written();
+    }
+
+    /// Makes every appended record durable: fdatasync of the rolled segments and of the current
+    /// one.
+    pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        while let Some((path, file)) = self.unsynced.front() {
+            file.sync_data().map_err(|e| Error::io(path, e))?;
+            self.shared.count_fsync();
+            self.unsynced.pop_front();
+        }
+        if self.dirty {
+            self.writer.sync()?;
+            self.shared.count_fsync();
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Whether appended data awaits an fsync.
+    pub(crate) fn has_unsynced(&self) -> bool {
+        self.dirty || !self.unsynced.is_empty()
+    }
+
+    /// Whether the read cursor has left the oldest segment behind, so a durable checkpoint
+    /// would let it be deleted.
+    pub(crate) fn has_consumed_segment(&self, read_sequence: u64) -> bool {
+        let read_sequence = read_sequence.min(self.next_sequence);
+        self.segments
+            .get(1)
+            .is_some_and(|&second| second <= read_sequence)
+            && read_sequence > self.durable_checkpointed
+    }
+
+    /// Whether a checkpoint with `read_sequence` would say something new.
+    pub(crate) fn checkpoint_is_stale(&self, read_sequence: u64) -> bool {
+        read_sequence.min(self.next_sequence) != self.checkpointed
+    }
+
+    /// Writes the checkpoint: the read cursor (clamped to what is appended) and the writer's
+    /// position. With `durable`, fsyncs it, then deletes the segments wholly behind the cursor
+    /// and fsyncs the directory. Segments are only ever deleted behind a durable checkpoint, so
+    /// a power cut never leaves a checkpoint that points before a deleted segment.
+    pub(crate) fn checkpoint(&mut self, read_sequence: u64, durable: bool) -> Result<(), Error> {
+        let read_sequence = read_sequence.min(self.next_sequence);
+        let cursor = Cursor {
+            read_sequence,
+            head_segment: self.writer.first_sequence(),
+            head_offset: self.writer.written() as u64,
+            head_sequence: self.next_sequence,
+        };
+        self.checkpoint.write(&cursor)?;
+        self.checkpointed = read_sequence;
+        if !durable {
+            return Ok(());
+        }
+        self.checkpoint.sync()?;
+        self.shared.count_fsync();
+        self.durable_checkpointed = read_sequence;
+        self.delete_consumed()
+    }
+
+    /// Deletes segments whose records all lie before the durable read cursor; never the one
+    /// being written.
+    fn delete_consumed(&mut self) -> Result<(), Error> {
+        let mut deleted = false;
+        while self.segments.len() > 1
+            && self
+                .segments
+                .get(1)
+                .is_some_and(|&next| next <= self.durable_checkpointed)
+        {
+            let Some(first) = self.segments.pop_front() else {
+                break;
+            };
+            let path = self.shared.dir.join(segment::segment_file_name(first));
+            // A rolled segment with unsynced data that is now consumed needs no fsync.
+            self.unsynced.retain(|(p, _)| *p != path);
+            let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+            self.shared.disk_bytes.fetch_sub(len, Ordering::Relaxed);
+            let mut progress = self.shared.progress();
+            if progress.segments.front() == Some(&first) {
+                progress.segments.pop_front();
+            }
+            deleted = true;
+        }
+        if deleted {
+            sys::sync_dir(&self.shared.dir).map_err(|e| Error::io(&self.shared.dir, e))?;
+            self.shared.count_fsync();
+        }
+        Ok(())
+    }
+}
+
+/// Reads records in sequence order, from a cursor, as raw bytes.
+pub(crate) struct LogReader {
+    shared: Arc<LogShared>,
+    segment: Option<ReadSegment>,
+    offset: usize,
+    /// The next sequence number wanted.
+    expected: u64,
+}
+
+impl LogReader {
+    pub(crate) fn new(shared: Arc<LogShared>, from: u64) -> Self {
+        Self {
+            shared,
+            segment: None,
+            offset: SEGMENT_HEADER_BYTES,
+            expected: from,
+        }
+    }
+
+    /// The next sequence number this reader will return (or count as skipped).
+    pub(crate) fn expected(&self) -> u64 {
+        self.expected
+    }
+
+    /// Moves the cursor forward to `sequence`; records before it are passed over unread.
+    pub(crate) fn seek(&mut self, sequence: u64) {
+        if sequence > self.expected {
+            self.expected = sequence;
+            // The current segment may no longer be the right one; found again on the next read.
+            if self
+                .segment
+                .as_ref()
+                .is_some_and(|s| s.first_sequence() > sequence)
+            {
+                self.segment = None;
+            }
+        }
+    }
+
+    /// Reads up to `max` records that the writer has published, handing each to `visit` with its
+    /// sequence number. Returns how many were visited. Damaged or missing records are skipped
+    /// and counted; the cursor moves past them.
+    pub(crate) fn read_batch(
+        &mut self,
+        max: usize,
+        mut visit: impl FnMut(u64, &[u8]),
+    ) -> Result<usize, Error> {
+        let (end_sequence, end_offset, segments) = {
+            let progress = self.shared.progress();
+            if self.expected >= progress.end_sequence {
+                return Ok(0);
+            }
+            // Only the segments from the reader's position on matter.
+            let from = progress
+                .segments
+                .partition_point(|&first| first <= self.expected)
+                .saturating_sub(1);
+            let segments: Vec<u64> = progress.segments.range(from..).copied().collect();
+            (progress.end_sequence, progress.end_offset, segments)
+        };
+        let mut visited = 0;
+        while visited < max && self.expected < end_sequence {
+            // Find (or keep) the segment holding `expected`.
+            let index = segments
+                .partition_point(|&first| first <= self.expected)
+                .saturating_sub(1);
+            let Some(&first) = segments.get(index) else {
+                return Ok(visited);
+            };
+            if first > self.expected {
+                // The segment that held `expected` is gone: those records are lost.
+                self.skip_to(first);
+                continue;
+            }
+            if self.segment.as_ref().is_none_or(|s| s.first_sequence() != first) {
+                let path = self.shared.dir.join(segment::segment_file_name(first));
+                self.segment = Some(ReadSegment::open(&path, first)?);
+                self.offset = SEGMENT_HEADER_BYTES;
+            }
+            let next_first = segments.get(index + 1).copied();
+            let limit_sequence = next_first.map_or(end_sequence, |n| n.min(end_sequence));
+            let limit_offset = if next_first.is_none() {
+                end_offset
+            } else {
+                usize::MAX
+            };
+            let Some(segment) = self.segment.as_ref() else {
+                continue;
+            };
+            let bytes = segment.bytes(limit_offset);
+            let expected = self.expected;
+            match record::parse_at(bytes, self.offset) {
+                Parsed::Record {
+                    sequence,
+                    payload,
+                    size,
+                } if sequence < limit_sequence => {
+                    self.offset += size;
+                    if sequence < expected {
+                        continue;
+                    }
+                    if sequence > expected {
+                        self.shared
+                            .skipped
+                            .fetch_add(sequence - expected, Ordering::Relaxed);
+                    }
+                    self.expected = sequence + 1;
+                    visit(sequence, payload);
+                    visited += 1;
+                }
+                _ => {
+                    let wanted = |s: u64| s >= expected && s < limit_sequence;
+                    match record::find_next_valid(bytes, self.offset, wanted) {
+                        Some(next) => self.offset = next,
+                        None => {
+                            // Nothing more this segment can give: the rest of its records are lost.
+                            self.skip_to(limit_sequence);
+                            self.segment = None;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(segment) = self.segment.as_mut() {
+            segment.release_before(self.offset);
+        }
+        Ok(visited)
+    }
+
+    fn skip_to(&mut self, sequence: u64) {
+        if sequence > self.expected {
+            self.shared
+                .skipped
+                .fetch_add(sequence - self.expected, Ordering::Relaxed);
+            self.expected = sequence;
+        }
+    }
+}

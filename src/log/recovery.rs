@@ -1,0 +1,357 @@
+//! Opening a log: read the checkpoint, check the segment headers, delete what was consumed, find
+//! the end of written data by scanning only what was written after the checkpoint, and cut off
+//! whatever lies past that end.
+//!
+//! Every step is idempotent, so a crash during recovery followed by another open gives the same
+//! log. Records before the checkpoint's head are not read here: the reader checks each record as
+//! it reaches it, and skips (and counts) damage then. That keeps open time proportional to the
+//! unsynced tail, not to the length of the queue.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use super::checkpoint::{CheckpointFile, Cursor, Loaded};
+use super::record::{
+    self, FORMAT_VERSION, HeaderProblem, Parsed, SEGMENT_HEADER_BYTES, SegmentHeader,
+};
+use super::segment::{self, ReadSegment, TEMP_SUFFIX};
+use crate::error::Error;
+use crate::sys;
+use std::path::{Path, PathBuf};
+
+/// After a run of zeros in the last segment, valid records are looked for this far on. A zeroed
+/// page in the unsynced tail (a power cut can leave one) is stepped over; past this window the
+/// zeros are taken as the end of written data.
+const ZERO_LOOKAHEAD_BYTES: usize = 64 * 1024;
+
+/// What recovery hands the log.
+pub(crate) struct Recovered {
+    /// First sequence numbers of the segments, ascending. Never empty.
+    pub(crate) segments: Vec<u64>,
+    /// Sum of the segment files' lengths.
+    pub(crate) disk_bytes: u64,
+    /// Records before this one were removed.
+    pub(crate) read_sequence: u64,
+    /// Where the writer goes on: the last segment, the offset of the end of valid data in it,
+    /// and the next sequence number.
+    pub(crate) end_offset: usize,
+    pub(crate) next_sequence: u64,
+    pub(crate) checkpoint: CheckpointFile,
+    /// What the checkpoint looked like, for stats and the inspector.
+    pub(crate) checkpoint_state: CheckpointState,
+}
+
+/// How the checkpoint was found on open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointState {
+    /// A valid checkpoint was used.
+    Used,
+    /// There was none (a new queue, or a crash before the first one).
+    Missing,
+    /// It was damaged (or pointed at a segment that is gone): every segment was scanned.
+    Damaged,
+}
+
+/// Test hooks: make recovery stop after a given step, as a crash there would. Outside tests
+/// `hit` does nothing.
+pub(crate) mod crash_point {
+    use crate::error::Error;
+
+    /// The steps of recovery after which a crash leaves something changed on disk.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Step {
+        AfterTempRemoval,
+        AfterSegmentDeletion,
+        AfterCut,
+        AfterReserve,
+        AfterFirstSegment,
+    }
+
+    #[cfg(test)]
+    pub(crate) const ALL: [Step; 5] = [
+        Step::AfterTempRemoval,
+        Step::AfterSegmentDeletion,
+        Step::AfterCut,
+        Step::AfterReserve,
+        Step::AfterFirstSegment,
+    ];
+
+    #[cfg(test)]
+    thread_local! {
+        static STOP_AT: std::cell::Cell<Option<Step>> = const { std::cell::Cell::new(None) };
+    }
+
+    #[cfg(test)]
+    pub(crate) fn arm(step: Option<Step>) {
+        STOP_AT.with(|s| s.set(step));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn hit(step: Step) -> Result<(), Error> {
+        if STOP_AT.with(|s| s.get()) == Some(step) {
+            return Err(Error::io(
+                "crash point",
+                std::io::Error::other(format!("simulated crash {step:?}")),
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    #[inline]
+    pub(crate) fn hit(_step: Step) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+use crash_point::{Step, hit};
+
+struct SegmentFile {
+    first_sequence: u64,
+    path: PathBuf,
+    len: u64,
+}
+
+/// Lists the segments, deleting leftovers of interrupted segment creation.
+fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, Error> {
+    let mut segments = Vec::new();
+    let mut removed_temp = false;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if name.ends_with(TEMP_SUFFIX) {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            removed_temp = true;
+            continue;
+        }
+        let Some(first_sequence) = segment::parse_segment_file_name(name) else {
+            continue;
+        };
+        let len = entry.metadata().map_err(|e| Error::io(&path, e))?.len();
+        segments.push(SegmentFile {
+            first_sequence,
+            path,
+            len,
+        });
+    }
+    if removed_temp {
+        sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    segments.sort_by_key(|s| s.first_sequence);
+    Ok(segments)
+}
+
+/// Refuses segments spillq cannot read: from a newer version, not spillq's, or named for a
+/// sequence number other than the one in their header (renamed or copied by hand). A header
+/// whose checksum fails is let through: its records carry their own checksums.
+fn check_header(segment: &SegmentFile) -> Result<(), Error> {
+    let bytes = segment::read_header(&segment.path).map_err(|e| Error::io(&segment.path, e))?;
+    match SegmentHeader::decode(&bytes) {
+        Ok(header) if header.first_sequence != segment.first_sequence => Err(Error::corrupt(
+            &segment.path,
+            16,
+            format!(
+                "the file name says the first record is {} but the header says {}; \
+                 the file was renamed or copied",
+                segment.first_sequence, header.first_sequence
+            ),
+        )),
+        Ok(_) | Err(HeaderProblem::Damaged) => Ok(()),
+        Err(HeaderProblem::ForeignMagic) => Err(Error::corrupt(
+            &segment.path,
+            0,
+            "not a spillq segment (wrong magic number)",
+        )),
+        Err(HeaderProblem::NewerVersion(found)) => Err(Error::UnsupportedVersion {
+            path: segment.path.clone(),
+            found,
+            supported: FORMAT_VERSION,
+        }),
+    }
+}
+
+/// Scans one segment from `offset`, expecting `sequence` next, and returns where valid data
+/// ends: (offset, next sequence). `limit` is the next segment's first sequence number, if any;
+/// records at or past it belong to that segment.
+fn scan_segment(
+    bytes: &[u8],
+    mut offset: usize,
+    mut sequence: u64,
+    limit: Option<u64>,
+    is_last: bool,
+) -> (usize, u64) {
+    let wanted = |expected: u64| {
+        move |s: u64| s >= expected && limit.is_none_or(|limit| s < limit)
+    };
+    loop {
+        match record::parse_at(bytes, offset) {
+            Parsed::Record {
+                sequence: found,
+                size,
+                ..
+            } if wanted(sequence)(found) => {
+                sequence = found.saturating_add(1);
+                offset = offset.saturating_add(size);
+            }
+            Parsed::Zero => {
+                // Nothing was written here. In a finished segment the rest may still hold records
+                // after a zeroed page, so look through all of it; in the last one only a little
+                // way, since a preallocated tail is zeros by design.
+                let window = if is_last {
+                    bytes
+                        .get(..offset.saturating_add(ZERO_LOOKAHEAD_BYTES).min(bytes.len()))
+                        .unwrap_or(bytes)
+                } else {
+                    bytes
+                };
+                match record::find_next_valid(window, offset, wanted(sequence)) {
+                    Some(next) => offset = next,
+                    None => return (offset, sequence),
+                }
+            }
+            _ => match record::find_next_valid(bytes, offset, wanted(sequence)) {
+                Some(next) => offset = next,
+                None => return (offset, sequence),
+            },
+        }
+    }
+}
+
+/// Recovers the log in `dir` (already locked by the caller).
+pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error> {
+    let mut segments = list_segments(dir)?;
+    hit(Step::AfterTempRemoval)?;
+    for segment in &segments {
+        check_header(segment)?;
+    }
+    let (checkpoint, loaded) = CheckpointFile::open(dir)?;
+
+    let mut checkpoint_state = match loaded {
+        Loaded::Found(_) => CheckpointState::Used,
+        Loaded::Missing => CheckpointState::Missing,
+        Loaded::Damaged => CheckpointState::Damaged,
+    };
+    let cursor = match loaded {
+        Loaded::Found(cursor) => Some(cursor),
+        _ => None,
+    };
+    let read_sequence = match cursor {
+        Some(cursor) => cursor.read_sequence,
+        None => segments.first().map_or(0, |s| s.first_sequence),
+    };
+
+    // Segments wholly before the read cursor were consumed; a crash kept them. Never the last.
+    let consumed = segments
+        .windows(2)
+        .take_while(|pair| pair.get(1).is_some_and(|next| next.first_sequence <= read_sequence))
+        .count();
+    if consumed > 0 {
+        for segment in segments.drain(..consumed) {
+            std::fs::remove_file(&segment.path).map_err(|e| Error::io(&segment.path, e))?;
+        }
+        sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    hit(Step::AfterSegmentDeletion)?;
+
+    if segments.is_empty() {
+        let first = match cursor {
+            Some(Cursor { head_sequence, .. }) => head_sequence.max(read_sequence),
+            None => read_sequence,
+        };
+        let path = segment::create(dir, first, segment_size)?;
+        hit(Step::AfterFirstSegment)?;
+        return Ok(Recovered {
+            segments: vec![first],
+            disk_bytes: std::fs::metadata(&path).map_or(segment_size, |m| m.len()),
+            read_sequence: first,
+            end_offset: SEGMENT_HEADER_BYTES,
+            next_sequence: first,
+            checkpoint,
+            checkpoint_state,
+        });
+    }
+
+    // Where the tail scan starts: the checkpoint's head if it names a segment that is there and
+    // an offset inside it, else the first segment (a full scan).
+    // If the head's segment was deleted as consumed, the scan starts at the next segment.
+    let start = cursor.and_then(|c| {
+        let index = segments
+            .iter()
+            .position(|s| s.first_sequence >= c.head_segment)?;
+        let segment = segments.get(index)?;
+        if segment.first_sequence > c.head_segment {
+            return Some((index, SEGMENT_HEADER_BYTES, segment.first_sequence));
+        }
+        let offset = usize::try_from(c.head_offset).ok()?;
+        let len = usize::try_from(segment.len).ok()?;
+        (offset >= SEGMENT_HEADER_BYTES && offset <= len).then_some((index, offset, c.head_sequence))
+    });
+    if cursor.is_some() && start.is_none() {
+        checkpoint_state = CheckpointState::Damaged;
+    }
+    let (mut index, mut offset, mut sequence) = start.unwrap_or_else(|| {
+        let first = segments.first().map_or(0, |s| s.first_sequence);
+        (0, SEGMENT_HEADER_BYTES, first)
+    });
+
+    let last_index = segments.len() - 1;
+    loop {
+        let Some(segment) = segments.get(index) else {
+            break;
+        };
+        let next_first = segments.get(index + 1).map(|s| s.first_sequence);
+        let map = ReadSegment::open(&segment.path, segment.first_sequence)?;
+        let (end, next) = scan_segment(
+            map.bytes(usize::MAX),
+            offset,
+            sequence.max(segment.first_sequence),
+            next_first,
+            index == last_index,
+        );
+        drop(map);
+        match next_first {
+            Some(first) => {
+                index += 1;
+                offset = SEGMENT_HEADER_BYTES;
+                sequence = next.max(first);
+            }
+            None => {
+                offset = end;
+                sequence = next;
+                break;
+            }
+        }
+    }
+
+    // Zero everything past the end of valid data in the last segment, so stale bytes there are
+    // never read as records once the writer goes on.
+    let last = segments.get(last_index).ok_or_else(|| {
+        Error::corrupt(dir, 0, "no segment left after recovery (internal error)")
+    })?;
+    let size = last.len.max(segment_size);
+    segment::cut(&last.path, offset as u64, size)?;
+    hit(Step::AfterReserve)?;
+
+    let disk_bytes = segments
+        .iter()
+        .take(last_index)
+        .map(|s| s.len)
+        .sum::<u64>()
+        + size;
+    Ok(Recovered {
+        segments: segments.iter().map(|s| s.first_sequence).collect(),
+        disk_bytes,
+        read_sequence: read_sequence.min(sequence),
+        end_offset: offset,
+        next_sequence: sequence,
+        checkpoint,
+        checkpoint_state,
+    })
+}

@@ -1,0 +1,302 @@
+//! One segment file: create and reserve it, map it, write records into it, flush, release pages,
+//! and cut a damaged tail. The only place that maps a file writable or changes a file's length.
+//!
+//! # Soundness of the maps
+//!
+//! A memory map turns file changes made by anyone into changes of memory Rust believes it owns,
+//! and a read past the end of a shrunk file into SIGBUS. spillq keeps both out:
+//! - The directory lock (`log/mod.rs`) keeps every other spillq process out of the directory,
+//!   and the file is never shrunk while mapped: [`cut`] runs during recovery, before any map of
+//!   the file exists, and nothing else changes a segment's length.
+//! - A file is reserved with `fallocate` before it is mapped, so writing through the map never
+//!   needs a block the disk does not have (the other source of SIGBUS).
+//! - No `&[u8]` is held over bytes another thread writes: the writer only writes at and beyond
+//!   its published end, and a reader only forms slices below the end the writer published (with
+//!   release/acquire ordering through the log's progress mutex).
+//!
+//! Files changed by a process that ignores the lock are outside what spillq can defend against.
+
+use super::record::{self, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader};
+use crate::error::Error;
+use crate::sys;
+use memmap2::{Mmap, MmapMut, UncheckedAdvice};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Suffix of segment files.
+pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
+/// Suffix of a segment still being created; deleted on open.
+pub(crate) const TEMP_SUFFIX: &str = ".tmp";
+/// Mapped pages are handed back to the kernel in steps of this many bytes.
+const RELEASE_STEP_BYTES: usize = 1 << 20;
+
+/// The file name of the segment whose first record has sequence number `first_sequence`:
+/// zero-padded to 20 digits so names sort in sequence order.
+pub(crate) fn segment_file_name(first_sequence: u64) -> String {
+    format!("{first_sequence:020}{SEGMENT_SUFFIX}")
+}
+
+/// The first sequence number a segment file name stands for, if it is one.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(4096)
+}
+
+/// Creates the segment for `first_sequence` of `size_bytes` bytes: written under a temporary
+/// name, reserved, given its header, fsynced, renamed into place and the directory fsynced, so a
+/// segment file that exists under its real name always has a whole header and its space.
+pub(crate) fn create(dir: &Path, first_sequence: u64, size_bytes: u64) -> Result<PathBuf, Error> {
+    let path = dir.join(segment_file_name(first_sequence));
+    let temp = dir.join(format!(
+        "{}{TEMP_SUFFIX}",
+        segment_file_name(first_sequence)
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .map_err(|e| Error::io(&temp, e))?;
+    let result = (|| {
+        sys::reserve(&file, size_bytes)?;
+        let header = SegmentHeader {
+            version: record::FORMAT_VERSION,
+            first_sequence,
+        }
+        .encode();
+        std::os::unix::fs::FileExt::write_all_at(&file, &header, 0)?;
+        file.sync_all()
+    })();
+    if let Err(e) = result {
+        drop(file);
+        // Leave no half-made segment behind; a leftover would be deleted on open anyway.
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::io(&temp, e));
+    }
+    drop(file);
+    std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))?;
+    sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(path)
+}
+
+/// Reads a segment's header bytes (fewer if the file is shorter).
+pub(crate) fn read_header(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(SEGMENT_HEADER_BYTES);
+    File::open(path)?
+        .take(SEGMENT_HEADER_BYTES as u64)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Cuts a segment at `offset` (everything from there on becomes zeros) and reserves it back to
+/// `size_bytes`, then fsyncs it. Used by recovery on the last segment, before anything maps it,
+/// so stale bytes past the end of valid data can never be read as records later.
+pub(crate) fn cut(path: &Path, offset: u64, size_bytes: u64) -> Result<(), Error> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "recovery cuts the tail before any map of this file exists (see module docs)"
+    )]
+    let shrink = file.set_len(offset);
+    shrink.map_err(|e| Error::io(path, e))?;
+    super::recovery::crash_point::hit(super::recovery::crash_point::Step::AfterCut)?;
+    sys::reserve(&file, size_bytes).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// The segment the writer appends to.
+pub(crate) struct WriteSegment {
+    path: PathBuf,
+    file: File,
+    map: MmapMut,
+    first_sequence: u64,
+    /// End of written records; everything after it is zeros.
+    written: usize,
+    /// Pages before this offset were handed back to the kernel.
+    released: usize,
+}
+
+impl WriteSegment {
+    /// Maps `path` for appending at `offset`, reserving it to at least `size_bytes` first.
+    pub(crate) fn open(
+        path: &Path,
+        first_sequence: u64,
+        offset: usize,
+        size_bytes: u64,
+    ) -> Result<Self, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let len = len.max(size_bytes);
+        sys::reserve(&file, len).map_err(|e| Error::io(path, e))?;
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the one writable map: reserved just above, never shrunk while mapped"
+        )]
+        // SAFETY: see the module docs: the file is locked against other spillq processes, was
+        // reserved to `len` bytes above, and is never shrunk while this map lives. Bytes of the
+        // map are only read through slices below the published end, never above it.
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io(path, e))?;
+        if map.len() < offset {
+            return Err(Error::corrupt(
+                path,
+                offset as u64,
+                "the write position lies past the end of the segment",
+            ));
+        }
+        let released = offset - offset % page_size();
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            map,
+            first_sequence,
+            written: offset,
+            released,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn first_sequence(&self) -> u64 {
+        self.first_sequence
+    }
+
+    /// End of written records.
+    pub(crate) fn written(&self) -> usize {
+        self.written
+    }
+
+    /// Whether a record with a payload of `payload_len` bytes fits after what is written.
+    pub(crate) fn fits(&self, payload_len: usize) -> bool {
+        record::record_size(payload_len)
+            .and_then(|size| self.written.checked_add(size))
+            .is_some_and(|end| end <= self.map.len())
+    }
+
+    /// Writes one record at the end. The caller has checked [`fits`](Self::fits).
+    pub(crate) fn append(&mut self, sequence: u64, payload: &[u8]) {
+        let header = record::encode_header(sequence, payload);
+        let start = self.written;
+        let payload_start = start + RECORD_HEADER_BYTES;
+        let size = record::record_size(payload.len()).unwrap_or(0);
+        if let Some(slot) = self.map.get_mut(start..payload_start) {
+            slot.copy_from_slice(&header);
+        }
+        if let Some(slot) = self.map.get_mut(payload_start..payload_start + payload.len()) {
+            slot.copy_from_slice(payload);
+        }
+        // Padding is already zero: the file was reserved zero-filled and is written once.
+        self.written = start + size;
+        if self.written - self.released >= 2 * RELEASE_STEP_BYTES {
+            self.release(self.written - RELEASE_STEP_BYTES);
+        }
+    }
+
+    /// fdatasync: every record written so far reaches stable storage.
+    pub(crate) fn sync(&self) -> Result<(), Error> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// A handle to fsync this segment later, after it is unmapped.
+    pub(crate) fn try_clone_file(&self) -> Result<File, Error> {
+        self.file.try_clone().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Hands the pages before `offset` back to the kernel. Their contents stay in the page cache
+    /// (and dirty pages are still written back), so nothing is lost; the process just stops
+    /// holding them, and resident memory stays flat however much is written.
+    fn release(&mut self, offset: usize) {
+        let end = offset - offset % page_size();
+        if end <= self.released {
+            return;
+        }
+        // SAFETY: the range lies inside the map (end <= written <= len) and is page-aligned.
+        // This is a shared file mapping, so DONTNEED only drops this process's page table
+        // entries; the next access reads the same bytes back from the page cache.
+        let advised = unsafe {
+            self.map.unchecked_advise_range(
+                UncheckedAdvice::DontNeed,
+                self.released,
+                end - self.released,
+            )
+        };
+        // Releasing is an optimisation; if the kernel refuses, memory is merely held longer.
+        if advised.is_ok() {
+            self.released = end;
+        }
+    }
+}
+
+/// A read-only map of a segment.
+pub(crate) struct ReadSegment {
+    map: Mmap,
+    first_sequence: u64,
+    released: usize,
+}
+
+impl ReadSegment {
+    pub(crate) fn open(path: &Path, first_sequence: u64) -> Result<Self, Error> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: see the module docs: no spillq process shrinks a mapped segment, and slices
+        // are only formed below the end the writer published (`bytes`).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            map,
+            first_sequence,
+            released: 0,
+        })
+    }
+
+    pub(crate) fn first_sequence(&self) -> u64 {
+        self.first_sequence
+    }
+
+    /// The first `limit` bytes (or the whole file if shorter). The caller guarantees that no
+    /// thread writes below `limit` any more: either the segment is finished, or `limit` is the
+    /// end the writer published.
+    pub(crate) fn bytes(&self, limit: usize) -> &[u8] {
+        let len = limit.min(self.map.len());
+        // SAFETY: `len` is within the map; the bytes below it are no longer written (the
+        // caller's guarantee above), so a shared slice over them is sound.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), len) }
+    }
+
+    /// Hands pages before `offset` back to the kernel (see `WriteSegment::release`).
+    pub(crate) fn release_before(&mut self, offset: usize) {
+        let end = offset - offset % page_size();
+        if end < self.released + RELEASE_STEP_BYTES || end > self.map.len() {
+            return;
+        }
+        // SAFETY: the range lies inside the map and is page-aligned; this is a shared read-only
+        // file mapping, so DONTNEED only drops page table entries and the bytes read back the same.
+        let advised = unsafe {
+            self.map.unchecked_advise_range(
+                UncheckedAdvice::DontNeed,
+                self.released,
+                end - self.released,
+            )
+        };
+        if advised.is_ok() {
+            self.released = end;
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The spill thread: the one owner of the log's writer. Producers hand it encoded records in
+//! batches through a bounded channel (so a slow disk pushes back on them); it appends them in
+//! sequence order, flushes, writes checkpoints, deletes consumed segments, and runs `Interval`
+//! ticks. It holds only a `Weak` handle to the queue and exits when told to, or when every
+//! sender is gone.
+//!
+//! Failures: a reservation that fails for lack of space (ENOSPC, EDQUOT, EFBIG) keeps the batch
+//! pending and is retried on the next command, so the queue goes on once there is room. A failed
+//! fsync poisons the queue: Linux may have dropped the dirty pages, so nothing written after it
+//! can be trusted, and every write is refused until the queue is reopened.
+
+use crate::builder::Durability;
+use crate::cache::Shared;
+use crate::error::Error;
+use crate::log::Log;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, Weak};
+use std::time::Instant;
+
+/// Encoded records with consecutive sequence numbers.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) first_sequence: u64,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) lens: Vec<usize>,
+    /// Records already appended (after a failure part-way through).
+    done: usize,
+    done_bytes: usize,
+    /// A producer waits until this batch is fsynced (`EveryPut`).
+    pub(crate) durable: bool,
+}
+
+impl Batch {
+    pub(crate) fn new(first_sequence: u64) -> Self {
+        Self {
+            first_sequence,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Sequence number after the last record.
+    pub(crate) fn end_sequence(&self) -> u64 {
+        self.first_sequence + self.lens.len() as u64
+    }
+
+    /// Adds a record encoded by `encode` into the batch buffer; on error the buffer is as before.
+    pub(crate) fn push_with<E>(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let start = self.bytes.len();
+        match encode(&mut self.bytes) {
+            Ok(()) => {
+                let len = self.bytes.len() - start;
+                self.lens.push(len);
+                Ok(len)
+            }
+            Err(e) => {
+                self.bytes.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Appends the records of `other` (encoded ahead, numbered from here on).
+    pub(crate) fn extend(&mut self, other: Batch) {
+        self.bytes.extend_from_slice(&other.bytes);
+        self.lens.extend_from_slice(&other.lens);
+    }
+
+    /// Drops the last record pushed.
+    pub(crate) fn pop(&mut self) {
+        if let Some(len) = self.lens.pop() {
+            self.bytes.truncate(self.bytes.len() - len);
+        }
+    }
+}
+
+/// What producers and consumers ask of the spill thread.
+pub(crate) enum Command {
+    Append(Batch),
+    /// Flush everything up to `up_to`, checkpoint durably, reply.
+    Sync {
+        up_to: u64,
+        reply: Sender<Result<(), Error>>,
+    },
+    /// As `Sync`, with the read cursor moved to `up_to` (every item removed).
+    Clear {
+        up_to: u64,
+        reply: Sender<Result<(), Error>>,
+    },
+    /// Look at the read cursor: a segment may be consumed, or a checkpoint due.
+    Wake,
+    /// Append up to `up_to`, flush, checkpoint, release the directory, reply, exit.
+    Shutdown {
+        up_to: u64,
+        reply: Sender<Result<(), Error>>,
+    },
+}
+
+/// A failure of the writer, kept so later calls can report it.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// Out of space (or over a file size limit): retried on the next command.
+    NoSpace { path: PathBuf, message: String },
+    /// An fsync or msync failed: writes are refused until reopened.
+    Poisoned(String),
+}
+
+impl Failure {
+    pub(crate) fn to_error(&self) -> Error {
+        match self {
+            Self::NoSpace { path, message } => Error::io(path, std::io::Error::other(message.clone())),
+            Self::Poisoned(cause) => Error::Poisoned {
+                cause: cause.clone(),
+            },
+        }
+    }
+
+    fn from_error(error: &Error, flushing: bool) -> Self {
+        let no_space = matches!(error, Error::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)));
+        match error {
+            Error::Io { path, source } if no_space && !flushing => Self::NoSpace {
+                path: path.clone(),
+                message: source.to_string(),
+            },
+            Error::Poisoned { cause } => Self::Poisoned(cause.clone()),
+            other if flushing => Self::Poisoned(other.to_string()),
+            Error::Io { path, source } => Self::NoSpace {
+                path: path.clone(),
+                message: source.to_string(),
+            },
+            other => Self::Poisoned(other.to_string()),
+        }
+    }
+}
+
+/// What the spill thread and the queue both see.
+#[derive(Debug, Default)]
+pub(crate) struct Signals {
+    /// Every log record before this one was removed (published by consumers).
+    pub(crate) read_cursor: AtomicU64,
+    /// Removals since the last checkpoint request.
+    pub(crate) removals: AtomicU64,
+    /// Consumers waiting for records the spill thread has not appended yet.
+    pub(crate) disk_waiters: AtomicUsize,
+    /// Set with `durable.failure`, read without the lock.
+    pub(crate) failed: AtomicBool,
+    durable: Mutex<Durable>,
+    durable_changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Durable {
+    /// Records before this sequence number are fsynced.
+    end: u64,
+    failure: Option<Failure>,
+    stopped: bool,
+}
+
+impl Signals {
+    pub(crate) fn new(read_cursor: u64, durable_end: u64) -> Self {
+        let signals = Self::default();
+        signals.read_cursor.store(read_cursor, Ordering::Relaxed);
+        signals.lock().end = durable_end;
+        signals
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Durable> {
+        self.durable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The writer's failure, if it has one.
+    pub(crate) fn failure(&self) -> Option<Failure> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.lock().failure.clone()
+    }
+
+    fn set_failure(&self, failure: Option<Failure>) {
+        let mut durable = self.lock();
+        self.failed.store(failure.is_some(), Ordering::Release);
+        durable.failure = failure;
+        drop(durable);
+        self.durable_changed.notify_all();
+    }
+
+    /// Blocks until every record before `end` is fsynced (`EveryPut`).
+    pub(crate) fn wait_durable(&self, end: u64) -> Result<(), Error> {
+        let mut durable = self.lock();
+        loop {
+            if durable.end >= end {
+                return Ok(());
+            }
+            if let Some(failure) = &durable.failure {
+                return Err(failure.to_error());
+            }
+            if durable.stopped {
+                return Err(Error::Closed);
+            }
+            durable = self
+                .durable_changed
+                .wait(durable)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn set_durable(&self, end: u64) {
+        let mut durable = self.lock();
+        if end > durable.end {
+            durable.end = end;
+            drop(durable);
+            self.durable_changed.notify_all();
+        }
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.durable_changed.notify_all();
+    }
+}
+
+/// The spill thread's state.
+pub(crate) struct Spill<T> {
+    queue: Weak<Shared<T>>,
+    signals: std::sync::Arc<Signals>,
+    log: Log,
+    commands: Receiver<Command>,
+    durability: Durability,
+    checkpoint_every_removals: u64,
+    /// Batches received ahead of their turn, by first sequence number.
+    pending: BTreeMap<u64, Batch>,
+    /// Records up to here were appended by a batch that asked to be made durable.
+    durable_wanted: u64,
+    syncs: Vec<(u64, Sender<Result<(), Error>>)>,
+    clears: Vec<(u64, Sender<Result<(), Error>>)>,
+    shutdown: Option<(u64, Sender<Result<(), Error>>)>,
+    rolled_segments: usize,
+    next_tick: Option<Instant>,
+}
+
+/// Commands handled before one flush, at most: a bound on a group commit's latency.
+const MAX_COMMANDS_PER_ROUND: usize = 1024;
+
+impl<T: Send + 'static> Spill<T> {
+    pub(crate) fn new(
+        queue: Weak<Shared<T>>,
+        signals: std::sync::Arc<Signals>,
+        log: Log,
+        commands: Receiver<Command>,
+        durability: Durability,
+        checkpoint_every_removals: u64,
+    ) -> Self {
+        let next_tick = match durability {
+            Durability::Interval(period) => Some(Instant::now() + period),
+            _ => None,
+        };
+        let rolled_segments = log.segment_count();
+        Self {
+            queue,
+            signals,
+            log,
+            commands,
+            durability,
+            checkpoint_every_removals,
+            pending: BTreeMap::new(),
+            durable_wanted: 0,
+            syncs: Vec::new(),
+            clears: Vec::new(),
+            shutdown: None,
+            rolled_segments,
+            next_tick,
+        }
+    }
+
+    /// The thread's body.
+    pub(crate) fn run(mut self) {
+        loop {
+            let first = match self.next_tick {
+                Some(tick) => match self.commands.recv_deadline(tick) {
+                    Ok(command) => Some(command),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.commands.recv() {
+                    Ok(command) => Some(command),
+                    Err(_) => break,
+                },
+            };
+            let mut tick = first.is_none();
+            if let Some(command) = first {
+                self.accept(command);
+                for _ in 0..MAX_COMMANDS_PER_ROUND {
+                    match self.commands.try_recv() {
+                        Ok(command) => self.accept(command),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if let (Some(deadline), Durability::Interval(period)) = (self.next_tick, self.durability)
+                && Instant::now() >= deadline
+            {
+                tick = true;
+                self.next_tick = Some(Instant::now() + period);
+            }
+            if tick {
+                self.take_memory();
+            }
+            self.round(tick);
+            if let Some((up_to, _)) = &self.shutdown
+                && self.log.next_sequence() >= *up_to
+            {
+                break;
+            }
+        }
+        self.finish();
+    }
+
+    fn accept(&mut self, command: Command) {
+        match command {
+            Command::Append(batch) => {
+                self.pending.insert(batch.first_sequence + batch.done as u64, batch);
+            }
+            Command::Sync { up_to, reply } => self.syncs.push((up_to, reply)),
+            Command::Clear { up_to, reply } => self.clears.push((up_to, reply)),
+            Command::Wake => {}
+            Command::Shutdown { up_to, reply } => self.shutdown = Some((up_to, reply)),
+        }
+    }
+
+    /// `Interval` tick: encode what sits only in memory so it can be written.
+    fn take_memory(&mut self) {
+        if let Some(queue) = self.queue.upgrade()
+            && let Some(batch) = queue.take_unwritten()
+        {
+            self.pending.insert(batch.first_sequence, batch);
+        }
+    }
+
+    /// Appends what can be appended, then flushes and checkpoints as asked.
+    fn round(&mut self, tick: bool) {
+        let appended = self.append_pending();
+        self.log.publish();
+        if self.signals.disk_waiters.load(Ordering::SeqCst) > 0
+            && let Some(queue) = self.queue.upgrade()
+        {
+            queue.wake_consumers();
+        }
+        if let Err(error) = appended {
+            let failure = Failure::from_error(&error, false);
+            self.fail(&failure);
+            return;
+        }
+        if matches!(self.signals.failure(), Some(Failure::NoSpace { .. })) {
+            // Everything pending went through: there is room again.
+            self.signals.set_failure(None);
+        }
+        let appended_to = self.log.next_sequence();
+        let syncs_ready = self.syncs.iter().any(|(up_to, _)| *up_to <= appended_to)
+            || self.clears.iter().any(|(up_to, _)| *up_to <= appended_to);
+        let cursor = self.signals.read_cursor.load(Ordering::SeqCst);
+        let tick = tick && (self.log.has_unsynced() || self.log.checkpoint_is_stale(cursor));
+        let need_flush = syncs_ready || self.durable_wanted > 0 || tick;
+        if need_flush && let Err(error) = self.flush_and_checkpoint(syncs_ready || tick) {
+            self.fail(&Failure::from_error(&error, true));
+            return;
+        }
+        if need_flush {
+            self.durable_wanted = 0;
+            self.signals.set_durable(appended_to);
+        }
+        self.reply_ready(appended_to);
+        if let Err(error) = self.housekeeping() {
+            self.fail(&Failure::from_error(&error, true));
+        }
+    }
+
+    fn append_pending(&mut self) -> Result<(), Error> {
+        if let Some(Failure::Poisoned(cause)) = self.signals.failure() {
+            return Err(Error::Poisoned { cause });
+        }
+        while let Some(mut entry) = self.pending.first_entry() {
+            let batch = entry.get_mut();
+            if batch.first_sequence + batch.done as u64 != self.log.next_sequence() {
+                break;
+            }
+            while let Some(&len) = batch.lens.get(batch.done) {
+                let payload = batch
+                    .bytes
+                    .get(batch.done_bytes..batch.done_bytes + len)
+                    .unwrap_or_default();
+                self.log.append(payload)?;
+                batch.done += 1;
+                batch.done_bytes += len;
+            }
+            if batch.durable {
+                self.durable_wanted = self.log.next_sequence();
+            }
+            entry.remove();
+        }
+        Ok(())
+    }
+
+    /// fdatasync of the data; with `checkpoint`, a durable checkpoint too.
+    fn flush_and_checkpoint(&mut self, checkpoint: bool) -> Result<(), Error> {
+        self.log.flush()?;
+        if checkpoint {
+            let cursor = self.signals.read_cursor.load(Ordering::SeqCst);
+            self.log.checkpoint(cursor, true)?;
+        }
+        Ok(())
+    }
+
+    fn reply_ready(&mut self, appended_to: u64) {
+        let mut index = 0;
+        while let Some((up_to, _)) = self.syncs.get(index) {
+            if *up_to <= appended_to {
+                let (_, reply) = self.syncs.swap_remove(index);
+                let _ = reply.send(Ok(()));
+            } else {
+                index += 1;
+            }
+        }
+        let ready: Vec<_> = {
+            let (ready, waiting) = std::mem::take(&mut self.clears)
+                .into_iter()
+                .partition(|(up_to, _)| *up_to <= appended_to);
+            self.clears = waiting;
+            ready
+        };
+        for (up_to, reply) in ready {
+            let result = self.log.checkpoint(up_to, true);
+            if let Err(error) = &result {
+                let failure = Failure::from_error(error, true);
+                self.signals.set_failure(Some(failure));
+            }
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Records a failure and tells everyone waiting on the writer.
+    fn fail(&mut self, failure: &Failure) {
+        self.signals.set_failure(Some(failure.clone()));
+        self.fail_waiters(failure);
+        if let Some(queue) = self.queue.upgrade() {
+            queue.wake_consumers();
+        }
+    }
+
+    fn fail_waiters(&mut self, failure: &Failure) {
+        for (_, reply) in self.syncs.drain(..).chain(self.clears.drain(..)) {
+            let _ = reply.send(Err(failure.to_error()));
+        }
+    }
+
+    /// Checkpoints nobody asked for: after a roll, after many removals, and (durably, so the
+    /// segment can go) once the read cursor has left a segment behind.
+    fn housekeeping(&mut self) -> Result<(), Error> {
+        if self.signals.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let cursor = self.signals.read_cursor.load(Ordering::SeqCst);
+        let rolled = self.log.segment_count() != self.rolled_segments;
+        self.rolled_segments = self.log.segment_count();
+        let removals = self.signals.removals.load(Ordering::Relaxed);
+        if self.log.has_consumed_segment(cursor) {
+            self.signals.removals.store(0, Ordering::Relaxed);
+            return self.log.checkpoint(cursor, true);
+        }
+        if (rolled || removals >= self.checkpoint_every_removals)
+            && self.log.checkpoint_is_stale(cursor)
+        {
+            self.signals.removals.store(0, Ordering::Relaxed);
+            return self.log.checkpoint(cursor, false);
+        }
+        Ok(())
+    }
+
+    /// Leaves: everything appended is flushed and checkpointed, the log (and its lock) dropped,
+    /// and the closer told.
+    fn finish(mut self) {
+        self.take_memory_on_disconnect();
+        let mut result = self.append_pending();
+        self.log.publish();
+        if result.is_ok() {
+            result = self.flush_and_checkpoint(true);
+        }
+        if let Err(error) = &result {
+            let failure = Failure::from_error(error, true);
+            self.fail_waiters(&failure);
+        } else {
+            self.reply_ready(self.log.next_sequence());
+        }
+        self.signals.set_durable(self.log.next_sequence());
+        self.signals.stop();
+        let Self { log, shutdown, .. } = self;
+        drop(log);
+        if let Some((_, reply)) = shutdown {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Without a shutdown command every sender is gone: nothing more can arrive.
+    fn take_memory_on_disconnect(&mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            self.accept(command);
+        }
+    }
+}
