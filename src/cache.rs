@@ -20,7 +20,7 @@ use crate::error::{CodecError, Error};
 use crate::log::{CheckpointState, LogShared};
 use crate::log::record::MAX_PAYLOAD_BYTES;
 use crate::log::LogReader;
-use crate::spill::{Batch, Command, Signals};
+use crate::spill::{Batch, Command, ReadCursor, Signals};
 use crossbeam_channel::Sender;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -103,8 +103,22 @@ impl<T> State<T> {
         self.ring.len() + usize::try_from(self.disk_only()).unwrap_or(usize::MAX)
     }
 
-    /// The read cursor: the smallest sequence number not yet removed.
+    /// The read cursor for a checkpoint: everything before it was removed except the records
+    /// out for acknowledgement.
+    pub(crate) fn read_cursor(&self) -> ReadCursor {
+        ReadCursor {
+            sequence: self.cursor_ignoring_unacked(),
+            unacked: self.unacked.iter().copied().collect(),
+        }
+    }
+
+    /// The smallest sequence number not removed, counting unacknowledged ones.
     pub(crate) fn cursor(&self) -> u64 {
+        let cursor = self.cursor_ignoring_unacked();
+        self.unacked.first().map_or(cursor, |&first| cursor.min(first))
+    }
+
+    fn cursor_ignoring_unacked(&self) -> u64 {
         let mut cursor = self.loaded;
         for slot in &self.ring {
             match slot.sequence() {
@@ -115,9 +129,6 @@ impl<T> State<T> {
                 None if matches!(slot, Slot::Item { written: Written::No, .. }) => break,
                 None => {}
             }
-        }
-        if let Some(&first) = self.unacked.first() {
-            cursor = cursor.min(first);
         }
         cursor
     }
@@ -258,20 +269,7 @@ impl<T: Send + 'static> Shared<T> {
         reader.seek(state.loaded);
         let dir = &self.log.dir;
         let result = reader.read_batch(want, |sequence, bytes| {
-            let slot = match self.codec.decode(bytes) {
-                Ok(item) => Slot::Item {
-                    item,
-                    written: Written::At(sequence),
-                },
-                Err(error) => {
-                    state.undecodable += 1;
-                    Slot::Undecodable {
-                        sequence,
-                        moved_to: move_aside(dir, sequence, bytes),
-                        message: error.to_string(),
-                    }
-                }
-            };
+            let slot = decode_record(&*self.codec, dir, sequence, bytes, &mut state.undecodable);
             state.ring.push_back(slot);
         });
         // Records found missing moved the reader past them too.
@@ -282,9 +280,7 @@ impl<T: Send + 'static> Shared<T> {
 
     /// After items left the queue: publish the read cursor, count removals, wake producers.
     pub(crate) fn removed(&self, state: &State<T>, count: u64) {
-        self.signals
-            .read_cursor
-            .store(state.cursor(), Ordering::SeqCst);
+        self.signals.set_read(state.read_cursor());
         self.update_spilling(state);
         let removals = self.signals.removals.fetch_add(count, Ordering::Relaxed) + count;
         let every = self.config.checkpoint_every_removals;
@@ -338,6 +334,30 @@ impl<T: Send + 'static> Shared<T> {
                     .wait_timeout(guard, deadline - now)
                     .unwrap_or_else(|e| e.into_inner());
                 (guard, Instant::now() >= deadline)
+            }
+        }
+    }
+}
+
+/// A record read from the log, as a ring slot. A record that does not decode is moved aside.
+pub(crate) fn decode_record<T: 'static>(
+    codec: &dyn Codec<T>,
+    dir: &std::path::Path,
+    sequence: u64,
+    bytes: &[u8],
+    undecodable: &mut u64,
+) -> Slot<T> {
+    match codec.decode(bytes) {
+        Ok(item) => Slot::Item {
+            item,
+            written: Written::At(sequence),
+        },
+        Err(error) => {
+            *undecodable += 1;
+            Slot::Undecodable {
+                sequence,
+                moved_to: move_aside(dir, sequence, bytes),
+                message: error.to_string(),
             }
         }
     }

@@ -2,12 +2,12 @@
 //! and `spill.rs` (writing); this file only composes them.
 
 use crate::builder::{Builder, Config};
-use crate::cache::{Shared, Slot, State, Written};
+use crate::cache::{Shared, Slot, State, Written, decode_record};
 use crate::codec::Codec;
 use crate::delivery::Delivery;
 use crate::error::{Error, PutTimeoutError, TryPutError};
-use crate::log::{CheckpointState, Log};
-use crate::spill::{Batch, Command, Signals, Spill};
+use crate::log::{CheckpointState, Log, LogReader};
+use crate::spill::{Batch, Command, ReadCursor, Signals, Spill};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, VecDeque};
@@ -148,13 +148,36 @@ impl<T: Send + 'static> Queue<T> {
         let log = Log::open(dir, config.segment_size_bytes)?;
         let next_sequence = log.next_sequence();
         let read_sequence = log.recovered_read_sequence();
-        let signals = Arc::new(Signals::new(read_sequence, next_sequence));
+        // Items that were out for acknowledgement before the cursor come first.
+        let mut ring = VecDeque::new();
+        let mut undecodable = 0;
+        for &sequence in log.recovered_unacked() {
+            let mut reader = LogReader::new(Arc::clone(log.shared()), sequence);
+            reader.read_batch(1, |found, bytes| {
+                if found == sequence {
+                    ring.push_back(decode_record(
+                        &*codec,
+                        dir,
+                        sequence,
+                        bytes,
+                        &mut undecodable,
+                    ));
+                }
+            })?;
+        }
+        let signals = Arc::new(Signals::new(
+            ReadCursor {
+                sequence: read_sequence,
+                unacked: log.recovered_unacked().to_vec(),
+            },
+            next_sequence,
+        ));
         let (commands, receiver) = crossbeam_channel::bounded(COMMAND_CAPACITY);
         let durability = config.durability;
         let checkpoint_every_removals = config.checkpoint_every_removals;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                ring: VecDeque::new(),
+                ring,
                 next_sequence,
                 loaded: read_sequence,
                 unwritten: 0,
@@ -166,7 +189,7 @@ impl<T: Send + 'static> Queue<T> {
                 consumers_waiting: 0,
                 producers_waiting: 0,
                 codec_failures: Vec::new(),
-                undecodable: 0,
+                undecodable,
             }),
             not_empty: Default::default(),
             not_full: Default::default(),
@@ -177,7 +200,7 @@ impl<T: Send + 'static> Queue<T> {
             commands,
             spill_thread: Mutex::new(None),
             handles: AtomicUsize::new(1),
-            spilling: AtomicBool::new(read_sequence < next_sequence),
+            spilling: AtomicBool::new(true),
             checkpoint_state: log.checkpoint_state(),
         });
         let spill = Spill::new(
@@ -786,6 +809,7 @@ impl<T: Send + 'static> Queue<T> {
         state.deliveries_out += 1;
         let epoch = state.epoch;
         shared.update_spilling(&state);
+        shared.signals.set_read(state.read_cursor());
         drop(state);
         shared.send(batch)?;
         Ok(Some(Delivery::new(

@@ -143,11 +143,21 @@ impl Failure {
     }
 }
 
+/// Where reading stands, as the next checkpoint should record it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ReadCursor {
+    /// Every log record before this one was removed, except those in `unacked`.
+    pub(crate) sequence: u64,
+    /// Records out with a consumer, unacknowledged, ascending.
+    pub(crate) unacked: Vec<u64>,
+}
+
 /// What the spill thread and the queue both see.
 #[derive(Debug, Default)]
 pub(crate) struct Signals {
-    /// Every log record before this one was removed (published by consumers).
-    pub(crate) read_cursor: AtomicU64,
+    /// Published by consumers under the queue's lock; one mutex, so the cursor and the
+    /// unacknowledged list are always read as a pair.
+    read: Mutex<ReadCursor>,
     /// Removals since the last checkpoint request.
     pub(crate) removals: AtomicU64,
     /// Consumers waiting for records the spill thread has not appended yet.
@@ -167,11 +177,19 @@ struct Durable {
 }
 
 impl Signals {
-    pub(crate) fn new(read_cursor: u64, durable_end: u64) -> Self {
+    pub(crate) fn new(read: ReadCursor, durable_end: u64) -> Self {
         let signals = Self::default();
-        signals.read_cursor.store(read_cursor, Ordering::Relaxed);
+        signals.set_read(read);
         signals.lock().end = durable_end;
         signals
+    }
+
+    pub(crate) fn set_read(&self, read: ReadCursor) {
+        *self.read.lock().unwrap_or_else(|e| e.into_inner()) = read;
+    }
+
+    pub(crate) fn read(&self) -> ReadCursor {
+        self.read.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Durable> {
@@ -367,8 +385,9 @@ impl<T: Send + 'static> Spill<T> {
         let appended_to = self.log.next_sequence();
         let syncs_ready = self.syncs.iter().any(|(up_to, _)| *up_to <= appended_to)
             || self.clears.iter().any(|(up_to, _)| *up_to <= appended_to);
-        let cursor = self.signals.read_cursor.load(Ordering::SeqCst);
-        let tick = tick && (self.log.has_unsynced() || self.log.checkpoint_is_stale(cursor));
+        let read = self.signals.read();
+        let tick = tick
+            && (self.log.has_unsynced() || self.log.checkpoint_is_stale(read.sequence, &read.unacked));
         let need_flush = syncs_ready || self.durable_wanted > 0 || tick;
         if need_flush && let Err(error) = self.flush_and_checkpoint(syncs_ready || tick) {
             self.fail(&Failure::from_error(&error, true));
@@ -414,8 +433,8 @@ impl<T: Send + 'static> Spill<T> {
     fn flush_and_checkpoint(&mut self, checkpoint: bool) -> Result<(), Error> {
         self.log.flush()?;
         if checkpoint {
-            let cursor = self.signals.read_cursor.load(Ordering::SeqCst);
-            self.log.checkpoint(cursor, true)?;
+            let read = self.signals.read();
+            self.log.checkpoint(read.sequence, &read.unacked, true)?;
         }
         Ok(())
     }
@@ -438,7 +457,7 @@ impl<T: Send + 'static> Spill<T> {
             ready
         };
         for (up_to, reply) in ready {
-            let result = self.log.checkpoint(up_to, true);
+            let result = self.log.checkpoint(up_to, &[], true);
             if let Err(error) = &result {
                 let failure = Failure::from_error(error, true);
                 self.signals.set_failure(Some(failure));
@@ -468,19 +487,19 @@ impl<T: Send + 'static> Spill<T> {
         if self.signals.failed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let cursor = self.signals.read_cursor.load(Ordering::SeqCst);
+        let read = self.signals.read();
         let rolled = self.log.segment_count() != self.rolled_segments;
         self.rolled_segments = self.log.segment_count();
         let removals = self.signals.removals.load(Ordering::Relaxed);
-        if self.log.has_consumed_segment(cursor) {
+        if self.log.has_consumed_segment(read.sequence, &read.unacked) {
             self.signals.removals.store(0, Ordering::Relaxed);
-            return self.log.checkpoint(cursor, true);
+            return self.log.checkpoint(read.sequence, &read.unacked, true);
         }
         if (rolled || removals >= self.checkpoint_every_removals)
-            && self.log.checkpoint_is_stale(cursor)
+            && self.log.checkpoint_is_stale(read.sequence, &read.unacked)
         {
             self.signals.removals.store(0, Ordering::Relaxed);
-            return self.log.checkpoint(cursor, false);
+            return self.log.checkpoint(read.sequence, &read.unacked, false);
         }
         Ok(())
     }

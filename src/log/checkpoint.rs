@@ -1,7 +1,9 @@
 //! The checkpoint: where reading resumes and where the writer stood, on disk.
 //!
-//! The file holds two 64-byte slots, at offsets 0 and 4096 (separate pages and sectors, so a torn
-//! write damages at most one). Each write goes to the slot not holding the newest generation,
+//! The file holds two 4096-byte slots, at offsets 0 and 4096 (separate pages, so a torn write
+//! damages at most one). A slot is a 64-byte header and the sequence numbers of items that were
+//! out with a consumer, unacknowledged, below the read cursor (those are delivered again; the
+//! items acknowledged around them are not). The checksum covers the header and that list. Each write goes to the slot not holding the newest generation,
 //! with a generation one higher; a reader takes the valid slot with the highest generation. So a
 //! write torn by a crash leaves the previous checkpoint readable. Layout in `docs/format.md`.
 
@@ -22,15 +24,22 @@ use std::path::{Path, PathBuf};
 /// Name of the checkpoint file in a queue directory.
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
 const MAGIC: [u8; 8] = *b"SPILLQCP";
-const SLOT_BYTES: usize = 64;
+const SLOT_BYTES: usize = 4096;
+const SLOT_HEADER_BYTES: usize = 64;
+/// Unacknowledged sequence numbers a slot holds, at most. Beyond that the read cursor is moved
+/// back to the oldest of them instead (they and everything after are delivered again).
+pub(crate) const MAX_UNACKED: usize = (SLOT_BYTES - SLOT_HEADER_BYTES) / 8;
 /// Offsets of the two slots.
 const SLOT_OFFSETS: [u64; 2] = [0, 4096];
 
 /// What a checkpoint records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Cursor {
-    /// Every record with a smaller sequence number was removed.
+    /// Every record with a smaller sequence number was removed, except those in `unacked`.
     pub(crate) read_sequence: u64,
+    /// Records before `read_sequence` that were out with a consumer and not acknowledged,
+    /// ascending; at most [`MAX_UNACKED`].
+    pub(crate) unacked: Vec<u64>,
     /// First sequence number of the segment the writer was in.
     pub(crate) head_segment: u64,
     /// Byte offset in that segment where the writer's next record goes.
@@ -39,11 +48,19 @@ pub(crate) struct Cursor {
     pub(crate) head_sequence: u64,
 }
 
-fn encode_slot(generation: u64, cursor: &Cursor) -> [u8; SLOT_BYTES] {
-    let mut bytes = [0u8; SLOT_BYTES];
-    let fields: [(usize, &[u8]); 7] = [
+fn slot_checksum(header: &[u8], list: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(header.get(..56).unwrap_or_default());
+    crc32c::crc32c_append(crc, list)
+}
+
+fn encode_slot(generation: u64, cursor: &Cursor) -> Vec<u8> {
+    let unacked = cursor.unacked.get(..MAX_UNACKED.min(cursor.unacked.len())).unwrap_or_default();
+    let mut bytes = vec![0u8; SLOT_HEADER_BYTES + 8 * unacked.len()];
+    let count = u32::try_from(unacked.len()).unwrap_or_default().to_le_bytes();
+    let fields: [(usize, &[u8]); 8] = [
         (0, &MAGIC),
         (8, &FORMAT_VERSION.to_le_bytes()),
+        (12, &count),
         (16, &generation.to_le_bytes()),
         (24, &cursor.read_sequence.to_le_bytes()),
         (32, &cursor.head_segment.to_le_bytes()),
@@ -55,8 +72,15 @@ fn encode_slot(generation: u64, cursor: &Cursor) -> [u8; SLOT_BYTES] {
             slot.copy_from_slice(field);
         }
     }
-    let crc = crc32c::crc32c(bytes.get(..60).unwrap_or_default());
-    if let Some(slot) = bytes.get_mut(60..64) {
+    for (i, sequence) in unacked.iter().enumerate() {
+        let at = SLOT_HEADER_BYTES + 8 * i;
+        if let Some(slot) = bytes.get_mut(at..at + 8) {
+            slot.copy_from_slice(&sequence.to_le_bytes());
+        }
+    }
+    let (header, list) = bytes.split_at(SLOT_HEADER_BYTES.min(bytes.len()));
+    let crc = slot_checksum(header, list);
+    if let Some(slot) = bytes.get_mut(56..60) {
         slot.copy_from_slice(&crc.to_le_bytes());
     }
     bytes
@@ -73,10 +97,18 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 /// A decoded slot: `Ok(None)` for a damaged or empty slot, `Err(version)` for one from a newer
 /// spillq.
 fn decode_slot(bytes: &[u8]) -> Result<Option<(u64, Cursor)>, u32> {
-    let (Some(body), Some(stored)) = (bytes.get(..60), u32_at(bytes, 60)) else {
+    let (Some(header), Some(stored), Some(count)) =
+        (bytes.get(..SLOT_HEADER_BYTES), u32_at(bytes, 56), u32_at(bytes, 12))
+    else {
         return Ok(None);
     };
-    if crc32c::crc32c(body) != stored || body.get(..8) != Some(&MAGIC[..]) {
+    let Some(count) = usize::try_from(count).ok().filter(|&c| c <= MAX_UNACKED) else {
+        return Ok(None);
+    };
+    let Some(list) = bytes.get(SLOT_HEADER_BYTES..SLOT_HEADER_BYTES + 8 * count) else {
+        return Ok(None);
+    };
+    if slot_checksum(header, list) != stored || header.get(..8) != Some(&MAGIC[..]) {
         return Ok(None);
     }
     let version = u32_at(bytes, 8).unwrap_or(u32::MAX);
@@ -84,10 +116,14 @@ fn decode_slot(bytes: &[u8]) -> Result<Option<(u64, Cursor)>, u32> {
         return Err(version);
     }
     let field = |at| u64_at(bytes, at).unwrap_or_default();
+    let unacked = (0..count)
+        .map(|i| field(SLOT_HEADER_BYTES + 8 * i))
+        .collect();
     Ok(Some((
         field(16),
         Cursor {
             read_sequence: field(24),
+            unacked,
             head_segment: field(32),
             head_offset: field(40),
             head_sequence: field(48),
@@ -128,11 +164,13 @@ impl CheckpointFile {
         let mut best: Option<(u64, Cursor)> = None;
         let mut any_bytes = false;
         for offset in SLOT_OFFSETS {
-            let mut bytes = [0u8; SLOT_BYTES];
+            let mut bytes = vec![0u8; SLOT_BYTES];
             let read = read_up_to(&file, &mut bytes, offset).map_err(|e| Error::io(&path, e))?;
             any_bytes |= read > 0;
             match decode_slot(&bytes) {
-                Ok(Some(slot)) if best.is_none_or(|(g, _)| slot.0 > g) => best = Some(slot),
+                Ok(Some(slot)) if best.as_ref().is_none_or(|(g, _)| slot.0 > *g) => {
+                    best = Some(slot);
+                }
                 Ok(_) => {}
                 Err(found) => {
                     return Err(Error::UnsupportedVersion {
@@ -143,12 +181,12 @@ impl CheckpointFile {
                 }
             }
         }
+        let generation = best.as_ref().map_or(0, |(g, _)| *g);
         let loaded = match best {
             Some((_, cursor)) => Loaded::Found(cursor),
             None if existed && any_bytes => Loaded::Damaged,
             None => Loaded::Missing,
         };
-        let generation = best.map_or(0, |(g, _)| g);
         Ok((
             Self {
                 path,
@@ -203,6 +241,7 @@ mod tests {
     fn cursor(n: u64) -> Cursor {
         Cursor {
             read_sequence: n,
+            unacked: (0..n % 5).collect(),
             head_segment: n / 2,
             head_offset: 32 + n,
             head_sequence: n + 10,
@@ -225,6 +264,7 @@ mod tests {
         let path = dir.path().join(CHECKPOINT_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[4096 + 30] ^= 0x40;
+        assert_eq!(bytes.len(), 4096 + 64 + 8 * 3);
         std::fs::write(&path, &bytes).unwrap();
         let (mut file, loaded) = CheckpointFile::open(dir.path()).unwrap();
         assert_eq!(loaded, Loaded::Found(cursor(2)));
@@ -244,12 +284,26 @@ mod tests {
     }
 
     #[test]
+    fn the_unacknowledged_list_round_trips_and_is_checked() {
+        let mut long = cursor(7);
+        long.unacked = (0..MAX_UNACKED as u64).collect();
+        let bytes = encode_slot(9, &long);
+        assert_eq!(decode_slot(&bytes), Ok(Some((9, long))));
+        let mut damaged = bytes.clone();
+        damaged[64 + 8 * 100] ^= 1;
+        assert_eq!(decode_slot(&damaged), Ok(None));
+        let mut huge_count = bytes;
+        huge_count[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_slot(&huge_count), Ok(None));
+    }
+
+    #[test]
     fn a_newer_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = encode_slot(1, &cursor(1));
         bytes[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-        let crc = crc32c::crc32c(&bytes[..60]);
-        bytes[60..].copy_from_slice(&crc.to_le_bytes());
+        let crc = slot_checksum(&bytes[..64], &bytes[64..]);
+        bytes[56..60].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(dir.path().join(CHECKPOINT_FILE), bytes).unwrap();
         assert!(matches!(
             CheckpointFile::open(dir.path()),

@@ -88,10 +88,12 @@ pub(crate) struct Log {
     /// Whether the current segment has data not yet fsynced.
     dirty: bool,
     checkpoint: CheckpointFile,
-    /// The read cursor of the last checkpoint written, and of the last durable one.
-    checkpointed: u64,
+    /// The read cursor and unacknowledged list of the last checkpoint written.
+    checkpointed: (u64, Vec<u64>),
+    /// The oldest record the last durable checkpoint keeps: segments before it can go.
     durable_checkpointed: u64,
     recovered_read_sequence: u64,
+    recovered_unacked: Vec<u64>,
     checkpoint_state: CheckpointState,
 }
 
@@ -147,9 +149,13 @@ impl Log {
             unsynced: VecDeque::new(),
             dirty: false,
             checkpoint: recovered.checkpoint,
-            checkpointed: recovered.read_sequence,
-            durable_checkpointed: recovered.read_sequence,
+            checkpointed: (recovered.read_sequence, recovered.unacked.clone()),
+            durable_checkpointed: recovered
+                .unacked
+                .first()
+                .map_or(recovered.read_sequence, |&u| u.min(recovered.read_sequence)),
             recovered_read_sequence: recovered.read_sequence,
+            recovered_unacked: recovered.unacked,
             checkpoint_state: recovered.checkpoint_state,
         })
     }
@@ -171,6 +177,12 @@ impl Log {
     /// The read cursor found on open.
     pub(crate) fn recovered_read_sequence(&self) -> u64 {
         self.recovered_read_sequence
+    }
+
+    /// Records before the read cursor that were unacknowledged at the checkpoint: delivered
+    /// first after a reopen.
+    pub(crate) fn recovered_unacked(&self) -> &[u64] {
+        &self.recovered_unacked
     }
 
     pub(crate) fn checkpoint_state(&self) -> CheckpointState {
@@ -271,39 +283,64 @@ impl Log {
 
     /// Whether the read cursor has left the oldest segment behind, so a durable checkpoint
     /// would let it be deleted.
-    pub(crate) fn has_consumed_segment(&self, read_sequence: u64) -> bool {
-        let read_sequence = read_sequence.min(self.next_sequence);
-        self.segments
-            .get(1)
-            .is_some_and(|&second| second <= read_sequence)
-            && read_sequence > self.durable_checkpointed
+    pub(crate) fn has_consumed_segment(&self, read_sequence: u64, unacked: &[u64]) -> bool {
+        let (read_sequence, unacked) = self.clamp(read_sequence, unacked);
+        let oldest = unacked.first().map_or(read_sequence, |&u| u.min(read_sequence));
+        self.segments.get(1).is_some_and(|&second| second <= oldest)
+            && oldest > self.durable_checkpointed
     }
 
-    /// Whether a checkpoint with `read_sequence` would say something new.
-    pub(crate) fn checkpoint_is_stale(&self, read_sequence: u64) -> bool {
-        read_sequence.min(self.next_sequence) != self.checkpointed
+    /// Whether a checkpoint with this cursor would say something new.
+    pub(crate) fn checkpoint_is_stale(&self, read_sequence: u64, unacked: &[u64]) -> bool {
+        self.clamp(read_sequence, unacked) != self.checkpointed
     }
 
-    /// Writes the checkpoint: the read cursor (clamped to what is appended) and the writer's
-    /// position. With `durable`, fsyncs it, then deletes the segments wholly behind the cursor
-    /// and fsyncs the directory. Segments are only ever deleted behind a durable checkpoint, so
-    /// a power cut never leaves a checkpoint that points before a deleted segment.
-    pub(crate) fn checkpoint(&mut self, read_sequence: u64, durable: bool) -> Result<(), Error> {
+    /// The cursor a checkpoint can record: no further than what is appended, and with no more
+    /// unacknowledged records than a slot holds (else the cursor steps back to the oldest).
+    fn clamp(&self, read_sequence: u64, unacked: &[u64]) -> (u64, Vec<u64>) {
         let read_sequence = read_sequence.min(self.next_sequence);
+        let below: Vec<u64> = unacked
+            .iter()
+            .copied()
+            .filter(|&u| u < read_sequence)
+            .collect();
+        if below.len() > checkpoint::MAX_UNACKED {
+            return (below.first().copied().unwrap_or(read_sequence), Vec::new());
+        }
+        (read_sequence, below)
+    }
+
+    /// Writes the checkpoint: the read cursor (clamped to what is appended), the unacknowledged
+    /// records before it (`unacked`, ascending), and the writer's position. With `durable`,
+    /// fsyncs it, then deletes the segments wholly behind what it keeps and fsyncs the
+    /// directory. Segments are only ever deleted behind a durable checkpoint, so a power cut
+    /// never leaves a checkpoint that points into a deleted segment.
+    pub(crate) fn checkpoint(
+        &mut self,
+        read_sequence: u64,
+        unacked: &[u64],
+        durable: bool,
+    ) -> Result<(), Error> {
+        let (read_sequence, unacked) = self.clamp(read_sequence, unacked);
         let cursor = Cursor {
             read_sequence,
+            unacked,
             head_segment: self.writer.first_sequence(),
             head_offset: self.writer.written() as u64,
             head_sequence: self.next_sequence,
         };
         self.checkpoint.write(&cursor)?;
-        self.checkpointed = read_sequence;
+        let oldest = cursor
+            .unacked
+            .first()
+            .map_or(read_sequence, |&u| u.min(read_sequence));
+        self.checkpointed = (read_sequence, cursor.unacked);
         if !durable {
             return Ok(());
         }
         self.checkpoint.sync()?;
         self.shared.count_fsync();
-        self.durable_checkpointed = read_sequence;
+        self.durable_checkpointed = oldest;
         self.delete_consumed()
     }
 

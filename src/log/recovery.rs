@@ -34,8 +34,10 @@ pub(crate) struct Recovered {
     pub(crate) segments: Vec<u64>,
     /// Sum of the segment files' lengths.
     pub(crate) disk_bytes: u64,
-    /// Records before this one were removed.
+    /// Records before this one were removed, except those in `unacked`.
     pub(crate) read_sequence: u64,
+    /// Records before `read_sequence` still out with a consumer when the checkpoint was written.
+    pub(crate) unacked: Vec<u64>,
     /// Where the writer goes on: the last segment, the offset of the end of valid data in it,
     /// and the next sequence number.
     pub(crate) end_offset: usize,
@@ -242,15 +244,17 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         Loaded::Found(cursor) => Some(cursor),
         _ => None,
     };
-    let read_sequence = match cursor {
+    let read_sequence = match &cursor {
         Some(cursor) => cursor.read_sequence,
         None => segments.first().map_or(0, |s| s.first_sequence),
     };
+    let unacked = cursor.as_ref().map_or_else(Vec::new, |c| c.unacked.clone());
+    let oldest_kept = unacked.first().map_or(read_sequence, |&u| u.min(read_sequence));
 
     // Segments wholly before the read cursor were consumed; a crash kept them. Never the last.
     let consumed = segments
         .windows(2)
-        .take_while(|pair| pair.get(1).is_some_and(|next| next.first_sequence <= read_sequence))
+        .take_while(|pair| pair.get(1).is_some_and(|next| next.first_sequence <= oldest_kept))
         .count();
     if consumed > 0 {
         for segment in segments.drain(..consumed) {
@@ -261,8 +265,8 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
     hit(Step::AfterSegmentDeletion)?;
 
     if segments.is_empty() {
-        let first = match cursor {
-            Some(Cursor { head_sequence, .. }) => head_sequence.max(read_sequence),
+        let first = match &cursor {
+            Some(Cursor { head_sequence, .. }) => (*head_sequence).max(read_sequence),
             None => read_sequence,
         };
         let path = segment::create(dir, first, segment_size)?;
@@ -271,6 +275,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
             segments: vec![first],
             disk_bytes: std::fs::metadata(&path).map_or(segment_size, |m| m.len()),
             read_sequence: first,
+            unacked: Vec::new(),
             end_offset: SEGMENT_HEADER_BYTES,
             next_sequence: first,
             checkpoint,
@@ -281,7 +286,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
     // Where the tail scan starts: the checkpoint's head if it names a segment that is there and
     // an offset inside it, else the first segment (a full scan).
     // If the head's segment was deleted as consumed, the scan starts at the next segment.
-    let start = cursor.and_then(|c| {
+    let start = cursor.as_ref().and_then(|c| {
         let index = segments
             .iter()
             .position(|s| s.first_sequence >= c.head_segment)?;
@@ -349,6 +354,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         segments: segments.iter().map(|s| s.first_sequence).collect(),
         disk_bytes,
         read_sequence: read_sequence.min(sequence),
+        unacked,
         end_offset: offset,
         next_sequence: sequence,
         checkpoint,

@@ -111,7 +111,7 @@ proptest! {
                     prop_assert_eq!(model.len() as u64, log.next_sequence() - reader.expected());
                 }
                 Op::Checkpoint { durable } => {
-                    log.checkpoint(read_sequence, durable).unwrap();
+                    log.checkpoint(read_sequence, &[], durable).unwrap();
                     since_checkpoint.clear();
                 }
                 Op::Flush => log.flush().unwrap(),
@@ -215,7 +215,7 @@ fn random_byte_damage_never_panics_and_loses_only_what_it_hit() {
     {
         let mut log = Log::open(pristine.path(), 2048).unwrap();
         append_n(&mut log, total);
-        log.checkpoint(0, true).unwrap();
+        log.checkpoint(0, &[], true).unwrap();
     }
     assert_eq!(segment_paths(pristine.path()).len(), 3);
     let files: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(pristine.path())
@@ -281,7 +281,7 @@ fn messy_dir(dir: &Path) {
     // Consumed: two segments behind the cursor, but the checkpoint that would delete them
     // was not durable.
     let third = log.segments[2];
-    log.checkpoint(third, false).unwrap();
+    log.checkpoint(third, &[], false).unwrap();
     append_n(&mut log, 5);
     drop(log);
     // A half-created segment, and a torn last record.
