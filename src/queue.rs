@@ -508,19 +508,13 @@ impl<T: Send + 'static> Queue<T> {
                         if let Some(failure) = shared.signals.failure() {
                             refilled = Err(failure.to_error());
                         } else {
-                            let deadline = match wait {
-                                Wait::Until(deadline) => deadline,
-                                Wait::No => None,
-                            };
-                            state = shared.wait(&shared.not_empty, state, deadline).0;
+                            // No deadline: these items are in the queue already, only in
+                            // flight; the spill thread's next append brings them.
+                            state = shared.wait(&shared.not_empty, state, None).0;
                         }
                     }
                     shared.signals.disk_waiters.fetch_sub(1, Ordering::SeqCst);
                     refilled?;
-                    if state.ring.is_empty() && matches!(wait, Wait::Until(Some(_))) && expired(wait)
-                    {
-                        return Ok(state);
-                    }
                     continue;
                 }
             }
@@ -1132,14 +1126,6 @@ impl<T: Send + 'static> fmt::Debug for Queue<T> {
             .field("dir", &self.shared.log.dir)
             .field("len", &self.len())
             .finish_non_exhaustive()
-    }
-}
-
-fn expired(wait: Wait) -> bool {
-    match wait {
-        Wait::No => true,
-        Wait::Until(None) => false,
-        Wait::Until(Some(deadline)) => Instant::now() >= deadline,
     }
 }
 
