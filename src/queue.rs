@@ -92,6 +92,50 @@ impl Wait {
     }
 }
 
+/// What one put call carries: one item, or a batch.
+trait Items<T> {
+    fn count_items(&self) -> usize;
+    fn encode_items(&self, shared: &Shared<T>, batch: &mut Batch) -> Result<(), Error>;
+    fn into_ring(self, ring: &mut VecDeque<Slot<T>>);
+}
+
+impl<T: Send + 'static> Items<T> for T {
+    fn count_items(&self) -> usize {
+        1
+    }
+
+    fn encode_items(&self, shared: &Shared<T>, batch: &mut Batch) -> Result<(), Error> {
+        shared.encode(self, batch)
+    }
+
+    fn into_ring(self, ring: &mut VecDeque<Slot<T>>) {
+        ring.push_back(Slot::Item {
+            item: self,
+            written: Written::No,
+        });
+    }
+}
+
+/// A batch from `put_all`.
+struct Many<T>(Vec<T>);
+
+impl<T: Send + 'static> Items<T> for Many<T> {
+    fn count_items(&self) -> usize {
+        self.0.len()
+    }
+
+    fn encode_items(&self, shared: &Shared<T>, batch: &mut Batch) -> Result<(), Error> {
+        self.0.iter().try_for_each(|item| shared.encode(item, batch))
+    }
+
+    fn into_ring(self, ring: &mut VecDeque<Slot<T>>) {
+        ring.extend(self.0.into_iter().map(|item| Slot::Item {
+            item,
+            written: Written::No,
+        }));
+    }
+}
+
 /// A refused put, before the item was accepted; it comes back.
 enum Refused<T> {
     Full(T),
@@ -200,7 +244,7 @@ impl<T: Send + 'static> Queue<T> {
             commands,
             spill_thread: Mutex::new(None),
             handles: AtomicUsize::new(1),
-            spilling: AtomicBool::new(true),
+            spilling: AtomicBool::new(false),
             checkpoint_state: log.checkpoint_state(),
         });
         let spill = Spill::new(
@@ -211,6 +255,7 @@ impl<T: Send + 'static> Queue<T> {
             durability,
             checkpoint_every_removals,
         );
+        shared.update_spilling(&shared.lock());
         let thread = std::thread::Builder::new()
             .name("spillq-spill".into())
             .spawn(move || spill.run())
@@ -332,41 +377,45 @@ impl<T: Send + 'static> Queue<T> {
         })
     }
 
-    fn put_inner(&self, item: T, wait: Wait) -> Result<(), Refused<T>> {
+    /// The one path of `put`, `try_put`, `put_timeout` and `put_all`.
+    ///
+    /// When the item will probably go to disk it is encoded before the lock is taken, so
+    /// producers encode in parallel; a wrong guess costs an encoding, or a second pass. A
+    /// codec failure refuses the items only if they really must be encoded now.
+    fn put_inner<I: Items<T>>(&self, items: I, wait: Wait) -> Result<(), Refused<I>> {
         let shared = &*self.shared;
         let every_put = shared.every_put();
-        let mut encoded: Option<Batch> = None;
+        let count = items.count_items();
+        let mut encoded: Option<Result<Batch, Error>> = None;
         let mut encode_first = every_put || shared.spilling.load(Ordering::Relaxed);
         loop {
             if encode_first && encoded.is_none() {
                 let mut batch = Batch::new(0);
-                if let Err(error) = shared.encode(&item, &mut batch) {
-                    return Err(Refused::Failed(item, error));
-                }
-                encoded = Some(batch);
+                encoded = Some(items.encode_items(shared, &mut batch).map(|()| batch));
             }
-            let mut state = match self.wait_for_room(self.lock(), 1, wait) {
+            let mut state = match self.wait_for_room(self.lock(), count, wait) {
                 Ok(state) => state,
-                Err((true, _)) => return Err(Refused::Full(item)),
-                Err((false, _)) => return Err(Refused::Closed(item)),
+                Err((true, _)) => return Err(Refused::Full(items)),
+                Err((false, _)) => return Err(Refused::Closed(items)),
             };
             // Under EveryPut every item goes through disk, so the caller keeps it until it is
             // durable and gets it back if it cannot be made so.
-            if !every_put && shared.routes_to_memory(&state, 1) {
-                state.ring.push_back(Slot::Item {
-                    item,
-                    written: Written::No,
-                });
-                state.unwritten += 1;
-                self.after_put(&state, 1);
+            if !every_put && shared.routes_to_memory(&state, count) {
+                items.into_ring(&mut state.ring);
+                state.unwritten += count;
+                self.after_put(&state, count);
                 return Ok(());
             }
-            let Some(bytes) = encoded.take() else {
-                encode_first = true;
-                continue;
+            let bytes = match encoded.take() {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(error)) => return Err(Refused::Failed(items, error)),
+                None => {
+                    encode_first = true;
+                    continue;
+                }
             };
             if let Some(failure) = shared.signals.failure() {
-                return Err(Refused::Failed(item, failure.to_error()));
+                return Err(Refused::Failed(items, failure.to_error()));
             }
             let mut batch = Batch::new(state.next_sequence);
             shared.write_unwritten(&mut state, &mut batch);
@@ -374,13 +423,13 @@ impl<T: Send + 'static> Queue<T> {
             batch.durable = every_put;
             state.next_sequence = batch.end_sequence();
             let end = state.next_sequence;
-            self.after_put(&state, 1);
+            self.after_put(&state, count);
             drop(state);
             if shared.send(batch).is_err() {
-                return Err(Refused::Closed(item));
+                return Err(Refused::Closed(items));
             }
             if every_put && let Err(error) = shared.signals.wait_durable(end) {
-                return Err(Refused::Failed(item, error));
+                return Err(Refused::Failed(items, error));
             }
             return Ok(());
         }
@@ -420,55 +469,8 @@ impl<T: Send + 'static> Queue<T> {
                 Ok(())
             };
         }
-        let shared = &*self.shared;
-        let every_put = shared.every_put();
-        let count = items.len();
-        let mut encoded: Option<Batch> = None;
-        let mut encode_first = every_put || shared.spilling.load(Ordering::Relaxed);
-        let mut items = Some(items);
-        loop {
-            if encode_first && encoded.is_none() {
-                let mut batch = Batch::new(0);
-                for item in items.iter().flatten() {
-                    shared.encode(item, &mut batch)?;
-                }
-                encoded = Some(batch);
-            }
-            let mut state = match self.wait_for_room(self.lock(), count, Wait::Until(None)) {
-                Ok(state) => state,
-                Err(_) => return Err(Error::Closed),
-            };
-            if !every_put && shared.routes_to_memory(&state, count) {
-                let ring_items = items.take().into_iter().flatten();
-                state.ring.extend(ring_items.map(|item| Slot::Item {
-                    item,
-                    written: Written::No,
-                }));
-                state.unwritten += count;
-                self.after_put(&state, count);
-                return Ok(());
-            }
-            let Some(bytes) = encoded.take() else {
-                encode_first = true;
-                continue;
-            };
-            if let Some(failure) = shared.signals.failure() {
-                return Err(failure.to_error());
-            }
-            let mut batch = Batch::new(state.next_sequence);
-            shared.write_unwritten(&mut state, &mut batch);
-            batch.extend(bytes);
-            batch.durable = every_put;
-            state.next_sequence = batch.end_sequence();
-            let end = state.next_sequence;
-            self.after_put(&state, count);
-            drop(state);
-            shared.send(batch)?;
-            if every_put {
-                shared.signals.wait_durable(end)?;
-            }
-            return Ok(());
-        }
+        self.put_inner(Many(items), Wait::Until(None))
+            .map_err(Refused::into_error)
     }
 
     /// Removes the head slot, waiting as `wait` allows. `Ok(None)`: nothing in time.

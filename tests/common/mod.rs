@@ -55,7 +55,7 @@ pub fn spawn_child(name: &str, env: &[(&str, String)]) -> Child {
     let exe = std::env::current_exe().unwrap();
     let mut command = Command::new(exe);
     command
-        .args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"])
+        .args(["--ignored", "--exact", name, "--nocapture"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     for (key, value) in env {
@@ -64,13 +64,17 @@ pub fn spawn_child(name: &str, env: &[(&str, String)]) -> Child {
     command.spawn().unwrap()
 }
 
-/// Reads the child's lines that start with `prefix`, handing each to `each` until it returns
-/// false or the child's output ends; then kills the child (SIGKILL) and reaps it.
+/// Reads the child's lines, handing each to `each` until it returns false or the child's output
+/// ends; then kills the child (SIGKILL) and reaps it. Lines are passed from the first
+/// upper-case word on, so the test harness's own text on the same line does not matter.
 pub fn read_then_kill(mut child: Child, mut each: impl FnMut(&str) -> bool) {
     let stdout = child.stdout.take().unwrap();
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
-        if !each(&line) {
+        let start = line
+            .find(|c: char| c.is_ascii_uppercase())
+            .unwrap_or(line.len());
+        if !each(&line[start..]) {
             break;
         }
     }

@@ -1,0 +1,122 @@
+//! Items the codec cannot handle never block the queue.
+
+mod common;
+
+use serde::{Deserialize, Serialize, Serializer};
+use spillq::{Error, Queue};
+
+/// Serializes as a number, except 13, which refuses.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Picky(u32);
+
+impl Serialize for Picky {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 is unlucky"));
+        }
+        serializer.serialize_u32(self.0)
+    }
+}
+
+fn picky(dir: &std::path::Path, cache: usize) -> Queue<Picky> {
+    Queue::builder(dir).cache_size(cache).open().unwrap()
+}
+
+#[test]
+fn put_refuses_an_item_it_must_encode_and_the_queue_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = picky(dir.path(), 0);
+    queue.put(Picky(12)).unwrap();
+    assert!(matches!(queue.put(Picky(13)), Err(Error::Codec { sequence: None, .. })));
+    let refused = queue.try_put(Picky(13)).unwrap_err();
+    assert_eq!(refused.into_inner(), Picky(13));
+    queue.put(Picky(14)).unwrap();
+    assert_eq!(queue.get().unwrap(), Picky(12));
+    assert_eq!(queue.get().unwrap(), Picky(14));
+}
+
+#[test]
+fn sync_reports_an_item_in_memory_that_will_not_encode_and_writes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queue = picky(dir.path(), 10);
+        queue.put_all([Picky(12), Picky(13), Picky(14)]).unwrap();
+        let error = queue.sync().unwrap_err();
+        assert!(matches!(error, Error::Codec { .. }), "{error}");
+        assert!(error.to_string().contains("13 is unlucky"), "{error}");
+        // The queue goes on: a later sync succeeds, and in memory the item is still there.
+        queue.put(Picky(15)).unwrap();
+        queue.sync().unwrap();
+        assert_eq!(queue.len(), 4);
+        std::mem::forget(queue.clone()); // no close: what is on disk is what the syncs wrote
+    }
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let queue = picky(copy.path(), 10);
+    let items: Vec<Picky> = queue.try_iter().map(Result::unwrap).collect();
+    assert_eq!(items, [Picky(12), Picky(14), Picky(15)]);
+}
+
+#[test]
+fn a_queue_opened_with_the_wrong_type_names_the_record_and_moves_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queue = Queue::<u64>::open(dir.path()).unwrap();
+        queue.put(1).unwrap();
+    }
+    {
+        let queue = Queue::<String>::open(dir.path()).unwrap();
+        queue.put("not a number".into()).unwrap();
+    }
+    {
+        let queue = Queue::<u64>::open(dir.path()).unwrap();
+        queue.put(3).unwrap();
+    }
+    let queue = Queue::<u64>::open(dir.path()).unwrap();
+    assert_eq!(queue.len(), 3);
+    assert_eq!(queue.get().unwrap(), 1);
+    assert!(matches!(queue.peek(), Err(Error::Codec { sequence: Some(1), .. })));
+    let Err(Error::Codec {
+        sequence,
+        moved_to: Some(moved_to),
+        ..
+    }) = queue.get()
+    else {
+        panic!("expected a codec error");
+    };
+    assert_eq!(sequence, Some(1));
+    let saved: String = rmp_serde::from_slice(&std::fs::read(&moved_to).unwrap()).unwrap();
+    assert_eq!(saved, "not a number");
+    assert_eq!(queue.get().unwrap(), 3);
+    assert_eq!(queue.stats().undecodable, 1);
+    queue.close().unwrap();
+    // The undecodable record does not come back.
+    let queue = Queue::<u64>::open(dir.path()).unwrap();
+    assert!(queue.is_empty());
+}
+
+#[test]
+fn an_item_larger_than_a_segment_gets_one_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::<serde_bytes::ByteBuf>::builder(dir.path())
+        .cache_size(0)
+        .segment_size(4096)
+        .open()
+        .unwrap();
+    let big = serde_bytes::ByteBuf::from(vec![7u8; 100_000]);
+    queue.put(serde_bytes::ByteBuf::from(vec![1u8; 10])).unwrap();
+    queue.put(big.clone()).unwrap();
+    queue.put(serde_bytes::ByteBuf::from(vec![2u8; 10])).unwrap();
+    queue.close().unwrap();
+    let queue = Queue::<serde_bytes::ByteBuf>::builder(dir.path())
+        .cache_size(0)
+        .segment_size(4096)
+        .open()
+        .unwrap();
+    assert_eq!(queue.get().unwrap().len(), 10);
+    assert_eq!(queue.get().unwrap(), big);
+    assert_eq!(queue.get().unwrap().as_slice(), &[2u8; 10]);
+}
