@@ -17,9 +17,9 @@
 use crate::builder::{Config, Durability};
 use crate::codec::Codec;
 use crate::error::{CodecError, Error};
-use crate::log::{CheckpointState, LogShared};
-use crate::log::record::MAX_PAYLOAD_BYTES;
 use crate::log::LogReader;
+use crate::log::record::MAX_PAYLOAD_BYTES;
+use crate::log::{CheckpointState, LogShared};
 use crate::spill::{Batch, Command, ReadCursor, Signals};
 use crossbeam_channel::Sender;
 use std::collections::{BTreeSet, VecDeque};
@@ -48,7 +48,10 @@ pub(crate) enum Written {
 
 /// One entry of the ring.
 pub(crate) enum Slot<T> {
-    Item { item: T, written: Written },
+    Item {
+        item: T,
+        written: Written,
+    },
     /// A record that did not decode as `T`; its bytes were moved aside.
     Undecodable {
         sequence: u64,
@@ -115,7 +118,9 @@ impl<T> State<T> {
     /// The smallest sequence number not removed, counting unacknowledged ones.
     pub(crate) fn cursor(&self) -> u64 {
         let cursor = self.cursor_ignoring_unacked();
-        self.unacked.first().map_or(cursor, |&first| cursor.min(first))
+        self.unacked
+            .first()
+            .map_or(cursor, |&first| cursor.min(first))
     }
 
     fn cursor_ignoring_unacked(&self) -> u64 {
@@ -126,7 +131,16 @@ impl<T> State<T> {
                     cursor = cursor.min(sequence);
                     break;
                 }
-                None if matches!(slot, Slot::Item { written: Written::No, .. }) => break,
+                None if matches!(
+                    slot,
+                    Slot::Item {
+                        written: Written::No,
+                        ..
+                    }
+                ) =>
+                {
+                    break;
+                }
                 None => {}
             }
         }
@@ -196,7 +210,13 @@ impl<T: Send + 'static> Shared<T> {
         let mut seen = 0;
         while seen < state.unwritten && start > 0 {
             start -= 1;
-            if matches!(state.ring.get(start), Some(Slot::Item { written: Written::No, .. })) {
+            if matches!(
+                state.ring.get(start),
+                Some(Slot::Item {
+                    written: Written::No,
+                    ..
+                })
+            ) {
                 seen += 1;
             }
         }

@@ -125,7 +125,9 @@ impl<T: Send + 'static> Items<T> for Many<T> {
     }
 
     fn encode_items(&self, shared: &Shared<T>, batch: &mut Batch) -> Result<(), Error> {
-        self.0.iter().try_for_each(|item| shared.encode(item, batch))
+        self.0
+            .iter()
+            .try_for_each(|item| shared.encode(item, batch))
     }
 
     fn into_ring(self, ring: &mut VecDeque<Slot<T>>) {
@@ -308,11 +310,12 @@ impl<T: Send + 'static> Queue<T> {
     /// # Ok::<(), spillq::Error>(())
     /// ```
     pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
-        self.put_inner(item, Wait::No).map_err(|refused| match refused {
-            Refused::Full(item) => TryPutError::Full(item),
-            Refused::Closed(item) => TryPutError::Closed(item),
-            Refused::Failed(item, error) => TryPutError::Failed(item, error),
-        })
+        self.put_inner(item, Wait::No)
+            .map_err(|refused| match refused {
+                Refused::Full(item) => TryPutError::Full(item),
+                Refused::Closed(item) => TryPutError::Closed(item),
+                Refused::Failed(item, error) => TryPutError::Failed(item, error),
+            })
     }
 
     /// Appends `item`, waiting up to `timeout` for room.
@@ -981,7 +984,8 @@ impl<T: Send + 'static> Queue<T> {
     /// # Ok::<(), spillq::Error>(())
     /// ```
     pub fn sync(&self) -> Result<(), Error> {
-        let (reply, failures) = self.request(|up_to, reply| Command::Sync { up_to, reply }, false)?;
+        let (reply, failures) =
+            self.request(|up_to, reply| Command::Sync { up_to, reply }, false)?;
         reply?;
         failures
     }

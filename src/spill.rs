@@ -117,7 +117,9 @@ pub(crate) enum Failure {
 impl Failure {
     pub(crate) fn to_error(&self) -> Error {
         match self {
-            Self::NoSpace { path, message } => Error::io(path, std::io::Error::other(message.clone())),
+            Self::NoSpace { path, message } => {
+                Error::io(path, std::io::Error::other(message.clone()))
+            }
             Self::Poisoned(cause) => Error::Poisoned {
                 cause: cause.clone(),
             },
@@ -324,7 +326,8 @@ impl<T: Send + 'static> Spill<T> {
                     }
                 }
             }
-            if let (Some(deadline), Durability::Interval(period)) = (self.next_tick, self.durability)
+            if let (Some(deadline), Durability::Interval(period)) =
+                (self.next_tick, self.durability)
                 && Instant::now() >= deadline
             {
                 tick = true;
@@ -346,7 +349,8 @@ impl<T: Send + 'static> Spill<T> {
     fn accept(&mut self, command: Command) {
         match command {
             Command::Append(batch) => {
-                self.pending.insert(batch.first_sequence + batch.done as u64, batch);
+                self.pending
+                    .insert(batch.first_sequence + batch.done as u64, batch);
             }
             Command::Sync { up_to, reply } => self.syncs.push((up_to, reply)),
             Command::Clear { up_to, reply } => self.clears.push((up_to, reply)),
@@ -387,7 +391,8 @@ impl<T: Send + 'static> Spill<T> {
             || self.clears.iter().any(|(up_to, _)| *up_to <= appended_to);
         let read = self.signals.read();
         let tick = tick
-            && (self.log.has_unsynced() || self.log.checkpoint_is_stale(read.sequence, &read.unacked));
+            && (self.log.has_unsynced()
+                || self.log.checkpoint_is_stale(read.sequence, &read.unacked));
         let need_flush = syncs_ready || self.durable_wanted > 0 || tick;
         if need_flush && let Err(error) = self.flush_and_checkpoint(syncs_ready || tick) {
             self.fail(&Failure::from_error(&error, true));

@@ -32,7 +32,13 @@ fn an_item_out_is_not_given_to_another_consumer() {
         queue.put_all([1, 2]).unwrap();
         let out = queue.get_ack().unwrap();
         let other = queue.clone();
-        assert_eq!(std::thread::spawn(move || other.get()).join().unwrap().unwrap(), 2);
+        assert_eq!(
+            std::thread::spawn(move || other.get())
+                .join()
+                .unwrap()
+                .unwrap(),
+            2
+        );
         assert_eq!(queue.try_get().unwrap(), None);
         out.ack().unwrap();
         assert_eq!(queue.try_get().unwrap(), None);
@@ -90,7 +96,9 @@ fn an_unacknowledged_item_survives_sigkill_and_is_delivered_again() {
         );
         let mut held = None;
         read_then_kill(child, |line| {
-            held = line.strip_prefix("READY ").map(|s| s.parse::<u64>().unwrap());
+            if let Some(id) = line.strip_prefix("READY ") {
+                held = Some(id.parse::<u64>().unwrap());
+            }
             held.is_none()
         });
         assert_eq!(held, Some(2));

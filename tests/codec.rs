@@ -27,7 +27,10 @@ fn put_refuses_an_item_it_must_encode_and_the_queue_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let queue = picky(dir.path(), 0);
     queue.put(Picky(12)).unwrap();
-    assert!(matches!(queue.put(Picky(13)), Err(Error::Codec { sequence: None, .. })));
+    assert!(matches!(
+        queue.put(Picky(13)),
+        Err(Error::Codec { sequence: None, .. })
+    ));
     let refused = queue.try_put(Picky(13)).unwrap_err();
     assert_eq!(refused.into_inner(), Picky(13));
     queue.put(Picky(14)).unwrap();
@@ -78,7 +81,13 @@ fn a_queue_opened_with_the_wrong_type_names_the_record_and_moves_past_it() {
     let queue = Queue::<u64>::open(dir.path()).unwrap();
     assert_eq!(queue.len(), 3);
     assert_eq!(queue.get().unwrap(), 1);
-    assert!(matches!(queue.peek(), Err(Error::Codec { sequence: Some(1), .. })));
+    assert!(matches!(
+        queue.peek(),
+        Err(Error::Codec {
+            sequence: Some(1),
+            ..
+        })
+    ));
     let Err(Error::Codec {
         sequence,
         moved_to: Some(moved_to),
@@ -107,9 +116,13 @@ fn an_item_larger_than_a_segment_gets_one_of_its_own() {
         .open()
         .unwrap();
     let big = serde_bytes::ByteBuf::from(vec![7u8; 100_000]);
-    queue.put(serde_bytes::ByteBuf::from(vec![1u8; 10])).unwrap();
+    queue
+        .put(serde_bytes::ByteBuf::from(vec![1u8; 10]))
+        .unwrap();
     queue.put(big.clone()).unwrap();
-    queue.put(serde_bytes::ByteBuf::from(vec![2u8; 10])).unwrap();
+    queue
+        .put(serde_bytes::ByteBuf::from(vec![2u8; 10]))
+        .unwrap();
     queue.close().unwrap();
     let queue = Queue::<serde_bytes::ByteBuf>::builder(dir.path())
         .cache_size(0)

@@ -21,7 +21,11 @@ fn items_come_out_in_the_order_they_went_in() {
         for i in 500..700 {
             queue.put(i).unwrap();
         }
-        assert_eq!(drain(&queue), (250..700).collect::<Vec<_>>(), "cache {cache}");
+        assert_eq!(
+            drain(&queue),
+            (250..700).collect::<Vec<_>>(),
+            "cache {cache}"
+        );
     }
 }
 
@@ -123,7 +127,12 @@ fn get_timeout_on_an_empty_queue_gives_none() {
         let queue = open(dir.path(), cache);
         assert_eq!(queue.get_timeout(Duration::from_millis(20)).unwrap(), None);
         assert_eq!(queue.try_get().unwrap(), None);
-        assert!(queue.get_batch(10, Duration::from_millis(5)).unwrap().is_empty());
+        assert!(
+            queue
+                .get_batch(10, Duration::from_millis(5))
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -213,7 +222,11 @@ fn reopening_after_close_yields_what_remained() {
         queue.close().unwrap();
         let queue = open(dir.path(), cache);
         assert_eq!(queue.len(), 200);
-        assert_eq!(drain(&queue), (100..300).collect::<Vec<_>>(), "cache {cache}");
+        assert_eq!(
+            drain(&queue),
+            (100..300).collect::<Vec<_>>(),
+            "cache {cache}"
+        );
     }
 }
 

@@ -54,9 +54,14 @@ fn slot_checksum(header: &[u8], list: &[u8]) -> u32 {
 }
 
 fn encode_slot(generation: u64, cursor: &Cursor) -> Vec<u8> {
-    let unacked = cursor.unacked.get(..MAX_UNACKED.min(cursor.unacked.len())).unwrap_or_default();
+    let unacked = cursor
+        .unacked
+        .get(..MAX_UNACKED.min(cursor.unacked.len()))
+        .unwrap_or_default();
     let mut bytes = vec![0u8; SLOT_HEADER_BYTES + 8 * unacked.len()];
-    let count = u32::try_from(unacked.len()).unwrap_or_default().to_le_bytes();
+    let count = u32::try_from(unacked.len())
+        .unwrap_or_default()
+        .to_le_bytes();
     let fields: [(usize, &[u8]); 8] = [
         (0, &MAGIC),
         (8, &FORMAT_VERSION.to_le_bytes()),
@@ -97,9 +102,11 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 /// A decoded slot: `Ok(None)` for a damaged or empty slot, `Err(version)` for one from a newer
 /// spillq.
 fn decode_slot(bytes: &[u8]) -> Result<Option<(u64, Cursor)>, u32> {
-    let (Some(header), Some(stored), Some(count)) =
-        (bytes.get(..SLOT_HEADER_BYTES), u32_at(bytes, 56), u32_at(bytes, 12))
-    else {
+    let (Some(header), Some(stored), Some(count)) = (
+        bytes.get(..SLOT_HEADER_BYTES),
+        u32_at(bytes, 56),
+        u32_at(bytes, 12),
+    ) else {
         return Ok(None);
     };
     let Some(count) = usize::try_from(count).ok().filter(|&c| c <= MAX_UNACKED) else {

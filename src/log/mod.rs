@@ -285,7 +285,9 @@ impl Log {
     /// would let it be deleted.
     pub(crate) fn has_consumed_segment(&self, read_sequence: u64, unacked: &[u64]) -> bool {
         let (read_sequence, unacked) = self.clamp(read_sequence, unacked);
-        let oldest = unacked.first().map_or(read_sequence, |&u| u.min(read_sequence));
+        let oldest = unacked
+            .first()
+            .map_or(read_sequence, |&u| u.min(read_sequence));
         self.segments.get(1).is_some_and(|&second| second <= oldest)
             && oldest > self.durable_checkpointed
     }
@@ -455,7 +457,11 @@ impl LogReader {
                 self.skip_to(first);
                 continue;
             }
-            if self.segment.as_ref().is_none_or(|s| s.first_sequence() != first) {
+            if self
+                .segment
+                .as_ref()
+                .is_none_or(|s| s.first_sequence() != first)
+            {
                 let path = self.shared.dir.join(segment::segment_file_name(first));
                 self.segment = Some(ReadSegment::open(&path, first)?);
                 self.offset = SEGMENT_HEADER_BYTES;

@@ -54,7 +54,9 @@ fn checksum(length: [u8; 4], sequence: [u8; 8], payload: &[u8]) -> u32 {
 /// The 16 header bytes of a record holding `payload` with sequence number `sequence`.
 /// The caller has checked `payload.len() <= MAX_PAYLOAD_BYTES`.
 pub(crate) fn encode_header(sequence: u64, payload: &[u8]) -> [u8; RECORD_HEADER_BYTES] {
-    let length = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let length = u32::try_from(payload.len())
+        .unwrap_or(u32::MAX)
+        .to_le_bytes();
     let sequence = sequence.to_le_bytes();
     let crc = checksum(length, sequence, payload).to_le_bytes();
     let mut header = [0u8; RECORD_HEADER_BYTES];
@@ -111,9 +113,11 @@ pub(crate) fn parse_at(bytes: &[u8], offset: usize) -> Parsed<'_> {
     if header.iter().all(|&b| b == 0) {
         return Parsed::Zero;
     }
-    let (Some(length), Some(stored_crc), Some(sequence)) =
-        (read_u32(header, 0), read_u32(header, 4), read_u64(header, 8))
-    else {
+    let (Some(length), Some(stored_crc), Some(sequence)) = (
+        read_u32(header, 0),
+        read_u32(header, 4),
+        read_u64(header, 8),
+    ) else {
         return Parsed::Invalid;
     };
     let Ok(payload_len) = usize::try_from(length) else {
@@ -283,10 +287,7 @@ mod tests {
     fn every_truncation_is_caught() {
         let bytes = record(3, &[0xAB; 40]);
         for cut in 0..RECORD_HEADER_BYTES + 40 {
-            assert!(!matches!(
-                parse_at(&bytes[..cut], 0),
-                Parsed::Record { .. }
-            ));
+            assert!(!matches!(parse_at(&bytes[..cut], 0), Parsed::Record { .. }));
         }
     }
 
@@ -317,10 +318,7 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
         let mut damaged = bytes;
         damaged[17] ^= 1;
-        assert_eq!(
-            SegmentHeader::decode(&damaged),
-            Err(HeaderProblem::Damaged)
-        );
+        assert_eq!(SegmentHeader::decode(&damaged), Err(HeaderProblem::Damaged));
         let newer = SegmentHeader {
             version: FORMAT_VERSION + 1,
             first_sequence: 99,

@@ -189,9 +189,7 @@ fn scan_segment(
     limit: Option<u64>,
     is_last: bool,
 ) -> (usize, u64) {
-    let wanted = |expected: u64| {
-        move |s: u64| s >= expected && limit.is_none_or(|limit| s < limit)
-    };
+    let wanted = |expected: u64| move |s: u64| s >= expected && limit.is_none_or(|limit| s < limit);
     loop {
         match record::parse_at(bytes, offset) {
             Parsed::Record {
@@ -249,12 +247,17 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         None => segments.first().map_or(0, |s| s.first_sequence),
     };
     let unacked = cursor.as_ref().map_or_else(Vec::new, |c| c.unacked.clone());
-    let oldest_kept = unacked.first().map_or(read_sequence, |&u| u.min(read_sequence));
+    let oldest_kept = unacked
+        .first()
+        .map_or(read_sequence, |&u| u.min(read_sequence));
 
     // Segments wholly before the read cursor were consumed; a crash kept them. Never the last.
     let consumed = segments
         .windows(2)
-        .take_while(|pair| pair.get(1).is_some_and(|next| next.first_sequence <= oldest_kept))
+        .take_while(|pair| {
+            pair.get(1)
+                .is_some_and(|next| next.first_sequence <= oldest_kept)
+        })
         .count();
     if consumed > 0 {
         for segment in segments.drain(..consumed) {
@@ -296,7 +299,11 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         }
         let offset = usize::try_from(c.head_offset).ok()?;
         let len = usize::try_from(segment.len).ok()?;
-        (offset >= SEGMENT_HEADER_BYTES && offset <= len).then_some((index, offset, c.head_sequence))
+        (offset >= SEGMENT_HEADER_BYTES && offset <= len).then_some((
+            index,
+            offset,
+            c.head_sequence,
+        ))
     });
     if cursor.is_some() && start.is_none() {
         checkpoint_state = CheckpointState::Damaged;
@@ -337,19 +344,14 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
 
     // Zero everything past the end of valid data in the last segment, so stale bytes there are
     // never read as records once the writer goes on.
-    let last = segments.get(last_index).ok_or_else(|| {
-        Error::corrupt(dir, 0, "no segment left after recovery (internal error)")
-    })?;
+    let last = segments
+        .get(last_index)
+        .ok_or_else(|| Error::corrupt(dir, 0, "no segment left after recovery (internal error)"))?;
     let size = last.len.max(segment_size);
     segment::cut(&last.path, offset as u64, size)?;
     hit(Step::AfterReserve)?;
 
-    let disk_bytes = segments
-        .iter()
-        .take(last_index)
-        .map(|s| s.len)
-        .sum::<u64>()
-        + size;
+    let disk_bytes = segments.iter().take(last_index).map(|s| s.len).sum::<u64>() + size;
     Ok(Recovered {
         segments: segments.iter().map(|s| s.first_sequence).collect(),
         disk_bytes,

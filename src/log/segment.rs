@@ -201,7 +201,10 @@ impl WriteSegment {
         if let Some(slot) = self.map.get_mut(start..payload_start) {
             slot.copy_from_slice(&header);
         }
-        if let Some(slot) = self.map.get_mut(payload_start..payload_start + payload.len()) {
+        if let Some(slot) = self
+            .map
+            .get_mut(payload_start..payload_start + payload.len())
+        {
             slot.copy_from_slice(payload);
         }
         // Padding is already zero: the file was reserved zero-filled and is written once.

@@ -5,8 +5,8 @@
 
 use super::recovery::crash_point;
 use super::*;
-use record::RECORD_HEADER_BYTES;
 use proptest::prelude::*;
+use record::RECORD_HEADER_BYTES;
 use std::collections::VecDeque;
 use std::path::Path;
 
@@ -16,7 +16,9 @@ fn read_all(log: &Log) -> (Vec<(u64, Vec<u8>)>, u64) {
     let mut records = Vec::new();
     loop {
         let n = reader
-            .read_batch(64, |sequence, bytes| records.push((sequence, bytes.to_vec())))
+            .read_batch(64, |sequence, bytes| {
+                records.push((sequence, bytes.to_vec()))
+            })
             .unwrap();
         if n == 0 && reader.expected() >= log.next_sequence() {
             break;
@@ -27,7 +29,9 @@ fn read_all(log: &Log) -> (Vec<(u64, Vec<u8>)>, u64) {
 
 fn payload(sequence: u64) -> Vec<u8> {
     let len = (sequence * 7 % 50) as usize;
-    (0..len).map(|i| (sequence as u8).wrapping_add(i as u8)).collect()
+    (0..len)
+        .map(|i| (sequence as u8).wrapping_add(i as u8))
+        .collect()
 }
 
 fn append_n(log: &mut Log, n: u64) {
@@ -179,7 +183,9 @@ fn a_torn_tail_is_cut_at_every_offset() {
             let log = Log::open(dir.path(), 4096).unwrap();
             let (records, skipped) = read_all(&log);
             let whole = spans.iter().take_while(|(_, e)| *e <= cut).count() as u64;
-            let expected: Vec<_> = (0..first_in_last + whole).map(|s| (s, payload(s))).collect();
+            let expected: Vec<_> = (0..first_in_last + whole)
+                .map(|s| (s, payload(s)))
+                .collect();
             assert_eq!(records, expected, "cut at {cut}, truncate {truncate}");
             assert_eq!(skipped, 0);
             assert_eq!(log.next_sequence(), first_in_last + whole);
@@ -237,7 +243,10 @@ fn random_byte_damage_never_panics_and_loses_only_what_it_hit() {
         for _ in 0..flips {
             let (path, bytes) = &files[rng.below(files.len())];
             // Most flips land where data is, not in the preallocated zeros.
-            let used = bytes.iter().rposition(|&b| b != 0).map_or(bytes.len(), |p| p + 1);
+            let used = bytes
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(bytes.len(), |p| p + 1);
             let at = rng.below(used.max(1));
             let path = dir.path().join(path.file_name().unwrap());
             let mut damaged = std::fs::read(&path).unwrap();
@@ -263,7 +272,10 @@ fn random_byte_damage_never_panics_and_loses_only_what_it_hit() {
         let accounted = records.len() as u64 + skipped;
         assert!(accounted <= total, "case {case}");
         if !checkpoint_hit {
-            assert_eq!(accounted, total, "case {case}: a lost record was not counted");
+            assert_eq!(
+                accounted, total,
+                "case {case}: a lost record was not counted"
+            );
         }
         if skipped == 0 && records.len() as u64 == total {
             intact += 1;

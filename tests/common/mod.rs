@@ -64,20 +64,25 @@ pub fn spawn_child(name: &str, env: &[(&str, String)]) -> Child {
     command.spawn().unwrap()
 }
 
-/// Reads the child's lines, handing each to `each` until it returns false or the child's output
-/// ends; then kills the child (SIGKILL) and reaps it. Lines are passed from the first
-/// upper-case word on, so the test harness's own text on the same line does not matter.
+/// Reads the child's lines, handing each to `each`; when `each` returns false the child is
+/// killed (SIGKILL), and the lines it wrote before it died are still handed over, so the
+/// caller knows everything the child reported. Lines are passed from the first upper-case
+/// word on, so the test harness's own text on the same line does not matter.
 pub fn read_then_kill(mut child: Child, mut each: impl FnMut(&str) -> bool) {
     let stdout = child.stdout.take().unwrap();
+    let mut killed = false;
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         let start = line
             .find(|c: char| c.is_ascii_uppercase())
             .unwrap_or(line.len());
-        if !each(&line[start..]) {
-            break;
+        if !each(&line[start..]) && !killed {
+            child.kill().unwrap();
+            killed = true;
         }
     }
-    child.kill().unwrap();
+    if !killed {
+        child.kill().unwrap();
+    }
     child.wait().unwrap();
 }
