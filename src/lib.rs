@@ -1,6 +1,70 @@
+//! A persistent, thread-safe FIFO queue for high-throughput pipelines.
+//!
+//! Up to `cache_size` items live in memory, decoded, at the head of the queue. The overflow
+//! spills to disk: a background thread appends it, as checksummed MessagePack records, to
+//! segment files that are reserved with `fallocate` and memory-mapped. The read cursor is
+//! checkpointed, so a queue reopened after a crash resumes where it stopped, and
+//! [`sync`](Queue::sync) makes everything durable. Segments whose items are all consumed are
+//! deleted: no manual flush, no unbounded growth.
+//!
+//! # Quickstart
+//!
+//! ```
+//! use spillq::Queue;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let queue = Queue::builder(dir.path()).cache_size(2).open()?;
+//! for word in ["a", "b", "c", "d"] {
+//!     queue.put(word.to_string())?; // "c" and "d" spill to disk
+//! }
+//! assert_eq!(queue.get()?, "a");
+//! queue.sync()?; // "b", "c" and "d" are on stable storage
+//! drop(queue);
+//!
+//! let queue = Queue::<String>::open(dir.path())?;
+//! assert_eq!(queue.len(), 3);
+//! assert_eq!(queue.get()?, "b");
+//! # Ok::<(), spillq::Error>(())
+//! ```
+//!
+//! Producers and consumers on many threads share one queue through clones of the handle.
+//! [`peek`](Queue::peek) then [`delete`](Queue::delete) is the "delete only after the work
+//! succeeded" loop; [`get_ack`](Queue::get_ack) does the same for many consumers, with an item
+//! out with one consumer at a time until it is acknowledged.
+//!
+//! # Durability
+//!
+//! | event | what survives |
+//! |---|---|
+//! | the process is killed (`kill -9`, abort) | everything written to the mapped segments, synced or not, and everything covered by the last `sync()` |
+//! | power loss, kernel crash | everything covered by the last completed `sync()`, by the `Interval` window, or, with `EveryPut`, every `put` that returned |
+//!
+//! Items come back in the order they were put, across memory and disk. An item whose removal
+//! the last checkpoint covers is never delivered again; one removed after it may be (at least
+//! once). Items out with an unacknowledged [`Delivery`] are delivered again after a crash.
+//!
+//! ## Choosing a mode
+//!
+//! - [`Durability::OnSync`] (the default): the fastest. Items in memory reach disk when they
+//!   overflow the cache, or at `sync()` / `close()`. Call `sync()` where your pipeline has a
+//!   natural commit point.
+//! - [`Durability::Interval`]: as `OnSync`, and a power cut loses at most the last interval.
+//! - [`Durability::EveryPut`]: `put` returns once its item is fsynced. Concurrent producers
+//!   share fsyncs (group commit) and `put_all` costs one, so throughput grows with producers
+//!   and batch size.
+//!
+//! # Errors and bad input
+//!
+//! Every failure is an [`Error`] that says what and where. Damaged records are skipped and
+//! counted in [`Stats::skipped`]; a record that does not decode as `T` is moved aside (see
+//! [`Queue::get`]); after a failed fsync the queue refuses writes until reopened
+//! ([`Error::Poisoned`]). Nothing on disk makes spillq panic.
+//!
+//! The on-disk format and the recovery algorithm are specified in `docs/format.md`.
+
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
-//! spillq
+
 mod builder;
 mod cache;
 mod codec;
@@ -17,3 +81,30 @@ pub use delivery::Delivery;
 pub use error::{CodecError, Error, PutTimeoutError, TryPutError};
 pub use log::CheckpointState;
 pub use queue::{Iter, Queue, Stats};
+
+/// Internals for the fuzz targets and micro-benchmarks. Not part of the API: no stability
+/// promise, hidden from the docs.
+#[doc(hidden)]
+pub mod __fuzz {
+    use crate::log::record;
+
+    /// Frames `payload` as the record with sequence number `sequence`, padding included.
+    pub fn encode_record(sequence: u64, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = record::encode_header(sequence, payload).to_vec();
+        bytes.extend_from_slice(payload);
+        bytes.resize(record::record_size(payload.len()).unwrap_or(bytes.len()), 0);
+        bytes
+    }
+
+    /// Parses the record at `offset` of `bytes`: its sequence number, payload length and size.
+    pub fn parse_record(bytes: &[u8], offset: usize) -> Option<(u64, usize, usize)> {
+        match record::parse_at(bytes, offset) {
+            record::Parsed::Record {
+                sequence,
+                payload,
+                size,
+            } => Some((sequence, payload.len(), size)),
+            _ => None,
+        }
+    }
+}

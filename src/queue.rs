@@ -92,6 +92,15 @@ impl Wait {
     }
 }
 
+/// The queue's state, locked.
+type Guard<'a, T> = MutexGuard<'a, State<T>>;
+
+/// Why a put found no room.
+enum NoRoom {
+    Full,
+    Closed,
+}
+
 /// What one put call carries: one item, or a batch.
 trait Items<T> {
     fn count_items(&self) -> usize;
@@ -346,27 +355,27 @@ impl<T: Send + 'static> Queue<T> {
     /// queue). Returns the guard, or why not.
     fn wait_for_room<'a>(
         &'a self,
-        mut state: MutexGuard<'a, State<T>>,
+        mut state: Guard<'a, T>,
         count: usize,
         wait: Wait,
-    ) -> Result<MutexGuard<'a, State<T>>, (bool, MutexGuard<'a, State<T>>)> {
+    ) -> Result<Guard<'a, T>, NoRoom> {
         let shared = &*self.shared;
         loop {
             if state.closed {
-                return Err((false, state));
+                return Err(NoRoom::Closed);
             }
             if !self.is_full(&state, count) {
                 return Ok(state);
             }
             let Some(deadline) = wait.deadline() else {
-                return Err((true, state));
+                return Err(NoRoom::Full);
             };
             state.producers_waiting += 1;
             let (guard, timed_out) = shared.wait(&shared.not_full, state, deadline);
             state = guard;
             state.producers_waiting -= 1;
             if timed_out && !state.closed && self.is_full(&state, count) {
-                return Err((true, state));
+                return Err(NoRoom::Full);
             }
         }
     }
@@ -398,8 +407,8 @@ impl<T: Send + 'static> Queue<T> {
             }
             let mut state = match self.wait_for_room(self.lock(), count, wait) {
                 Ok(state) => state,
-                Err((true, _)) => return Err(Refused::Full(items)),
-                Err((false, _)) => return Err(Refused::Closed(items)),
+                Err(NoRoom::Full) => return Err(Refused::Full(items)),
+                Err(NoRoom::Closed) => return Err(Refused::Closed(items)),
             };
             // Under EveryPut every item goes through disk, so the caller keeps it until it is
             // durable and gets it back if it cannot be made so.
@@ -477,10 +486,7 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Removes the head slot, waiting as `wait` allows. `Ok(None)`: nothing in time.
-    fn take<'a>(
-        &'a self,
-        wait: Wait,
-    ) -> Result<(MutexGuard<'a, State<T>>, Option<Slot<T>>), Error> {
+    fn take<'a>(&'a self, wait: Wait) -> Result<(Guard<'a, T>, Option<Slot<T>>), Error> {
         let mut state = self.wait_for_head(wait)?;
         let slot = state.ring.pop_front();
         if let Some(Slot::Item {

@@ -66,20 +66,20 @@ pub(crate) mod crash_point {
     /// The steps of recovery after which a crash leaves something changed on disk.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(crate) enum Step {
-        AfterTempRemoval,
-        AfterSegmentDeletion,
-        AfterCut,
-        AfterReserve,
-        AfterFirstSegment,
+        TempFilesRemoved,
+        ConsumedSegmentsDeleted,
+        TailCut,
+        TailReserved,
+        FirstSegmentCreated,
     }
 
     #[cfg(test)]
     pub(crate) const ALL: [Step; 5] = [
-        Step::AfterTempRemoval,
-        Step::AfterSegmentDeletion,
-        Step::AfterCut,
-        Step::AfterReserve,
-        Step::AfterFirstSegment,
+        Step::TempFilesRemoved,
+        Step::ConsumedSegmentsDeleted,
+        Step::TailCut,
+        Step::TailReserved,
+        Step::FirstSegmentCreated,
     ];
 
     #[cfg(test)]
@@ -227,7 +227,7 @@ fn scan_segment(
 /// Recovers the log in `dir` (already locked by the caller).
 pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error> {
     let mut segments = list_segments(dir)?;
-    hit(Step::AfterTempRemoval)?;
+    hit(Step::TempFilesRemoved)?;
     for segment in &segments {
         check_header(segment)?;
     }
@@ -265,7 +265,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         }
         sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
-    hit(Step::AfterSegmentDeletion)?;
+    hit(Step::ConsumedSegmentsDeleted)?;
 
     if segments.is_empty() {
         let first = match &cursor {
@@ -273,7 +273,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
             None => read_sequence,
         };
         let path = segment::create(dir, first, segment_size)?;
-        hit(Step::AfterFirstSegment)?;
+        hit(Step::FirstSegmentCreated)?;
         return Ok(Recovered {
             segments: vec![first],
             disk_bytes: std::fs::metadata(&path).map_or(segment_size, |m| m.len()),
@@ -314,10 +314,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
     });
 
     let last_index = segments.len() - 1;
-    loop {
-        let Some(segment) = segments.get(index) else {
-            break;
-        };
+    while let Some(segment) = segments.get(index) {
         let next_first = segments.get(index + 1).map(|s| s.first_sequence);
         let map = ReadSegment::open(&segment.path, segment.first_sequence)?;
         let (end, next) = scan_segment(
@@ -349,7 +346,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         .ok_or_else(|| Error::corrupt(dir, 0, "no segment left after recovery (internal error)"))?;
     let size = last.len.max(segment_size);
     segment::cut(&last.path, offset as u64, size)?;
-    hit(Step::AfterReserve)?;
+    hit(Step::TailReserved)?;
 
     let disk_bytes = segments.iter().take(last_index).map(|s| s.len).sum::<u64>() + size;
     Ok(Recovered {

@@ -113,7 +113,7 @@ pub(crate) fn cut(path: &Path, offset: u64, size_bytes: u64) -> Result<(), Error
     )]
     let shrink = file.set_len(offset);
     shrink.map_err(|e| Error::io(path, e))?;
-    super::recovery::crash_point::hit(super::recovery::crash_point::Step::AfterCut)?;
+    super::recovery::crash_point::hit(super::recovery::crash_point::Step::TailCut)?;
     sys::reserve(&file, size_bytes).map_err(|e| Error::io(path, e))?;
     file.sync_all().map_err(|e| Error::io(path, e))
 }

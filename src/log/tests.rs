@@ -80,7 +80,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    ))]
 
     /// Appends, reads, checkpoints and reopens with segments small enough to roll every few
     /// records agree with a `VecDeque`: reading resumes at the last checkpoint after a reopen.
@@ -341,7 +343,7 @@ fn recovery_interrupted_at_each_step_gives_the_same_records() {
     for path in segment_paths(dir.path()) {
         std::fs::remove_file(path).unwrap();
     }
-    crash_point::arm(Some(crash_point::Step::AfterFirstSegment));
+    crash_point::arm(Some(crash_point::Step::FirstSegmentCreated));
     assert!(Log::open(dir.path(), 1024).is_err());
     crash_point::arm(None);
     let log = Log::open(dir.path(), 1024).unwrap();
