@@ -31,7 +31,7 @@ pub(crate) const DEFAULT_CHECKPOINT_EVERY_REMOVALS: u64 = 10_000;
 ///     .durability(Durability::Interval(Duration::from_millis(100)))
 ///     .open()?;
 /// queue.put(7)?;
-/// # Ok::<(), spillq::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -72,7 +72,7 @@ pub(crate) struct Config {
 ///     .durability(Durability::EveryPut)
 ///     .open()?;
 /// queue.put("durable once put returns".to_string())?;
-/// # Ok::<(), spillq::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Builder<T> {
     dir: PathBuf,
@@ -115,7 +115,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// let queue = spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?;
     /// queue.put(1)?;
     /// assert_eq!(queue.stats().on_disk, 1);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn cache_size(mut self, items: usize) -> Self {
         self.config.cache_size = items;
@@ -128,7 +128,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::builder(dir.path()).segment_size(1 << 20).open()?;
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.config.segment_size_bytes = bytes.max(MIN_SEGMENT_SIZE_BYTES).next_multiple_of(8);
@@ -143,7 +143,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// let queue = spillq::Queue::<u8>::builder(dir.path()).max_len(1).open()?;
     /// queue.put(1)?;
     /// assert!(queue.try_put(2).unwrap_err().is_full());
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_len(mut self, items: usize) -> Self {
         self.config.max_len = Some(items);
@@ -156,7 +156,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// # let dir = tempfile::tempdir()?;
     /// use spillq::Durability;
     /// let queue = spillq::Queue::<u8>::builder(dir.path()).durability(Durability::EveryPut).open()?;
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn durability(mut self, durability: Durability) -> Self {
         self.config.durability = durability;
@@ -168,7 +168,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::builder(dir.path()).codec(spillq::MsgPack).open()?;
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn codec(mut self, codec: impl Codec<T>) -> Self {
         self.codec = Box::new(codec);
@@ -182,7 +182,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::builder(dir.path()).checkpoint_every_removals(100).open()?;
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn checkpoint_every_removals(mut self, removals: u64) -> Self {
         self.config.checkpoint_every_removals = removals.max(1);

@@ -56,7 +56,7 @@ pub trait Codec<T>: Send + Sync + 'static {
 /// use spillq::{Codec, MsgPack};
 ///
 /// let mut buf = Vec::new();
-/// MsgPack.encode(&(1u8, "a"), &mut buf)?;
+/// MsgPack.encode(&(1u8, "a".to_string()), &mut buf)?;
 /// assert_eq!(buf, [0x92, 0x01, 0xa1, b'a']);
 /// let back: (u8, String) = MsgPack.decode(&buf)?;
 /// assert_eq!(back, (1, "a".to_string()));

@@ -29,7 +29,7 @@ use std::sync::Arc;
 ///     delivery.nack()?; // back at the head
 /// }
 /// assert!(queue.is_empty());
-/// # Ok::<(), spillq::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Delivery<T: Send + 'static> {
     shared: Arc<Shared<T>>,
@@ -56,7 +56,7 @@ impl<T: Send + 'static> Delivery<T> {
     /// # let queue = spillq::Queue::<u8>::open(dir.path())?;
     /// queue.put(1)?;
     /// assert_eq!(queue.get_ack()?.sequence(), Some(0));
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sequence(&self) -> Option<u64> {
         self.sequence
@@ -75,7 +75,7 @@ impl<T: Send + 'static> Delivery<T> {
     /// queue.put(1)?;
     /// queue.get_ack()?.ack()?;
     /// assert!(queue.is_empty());
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn ack(mut self) -> Result<(), Error> {
         self.item = None;
@@ -96,7 +96,7 @@ impl<T: Send + 'static> Delivery<T> {
     /// queue.put(2)?;
     /// queue.get_ack()?.nack()?;
     /// assert_eq!(queue.get()?, 1);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn nack(mut self) -> Result<(), Error> {
         self.settle(true)

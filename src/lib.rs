@@ -24,7 +24,7 @@
 //! let queue = Queue::<String>::open(dir.path())?;
 //! assert_eq!(queue.len(), 3);
 //! assert_eq!(queue.get()?, "b");
-//! # Ok::<(), spillq::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Producers and consumers on many threads share one queue through clones of the handle.

@@ -34,7 +34,7 @@ const COMMAND_CAPACITY: usize = 256;
 /// queue.put("b".to_string())?;
 /// assert_eq!(queue.get()?, "a");
 /// queue.sync()?; // "b" is on stable storage
-/// # Ok::<(), spillq::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T: Send + 'static> {
     shared: Arc<Shared<T>>,
@@ -176,7 +176,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     /// let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u32>::open(dir.path())?;
     /// assert!(matches!(spillq::Queue::<u32>::open(dir.path()), Err(spillq::Error::Locked { .. })));
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
         Builder::new(dir.as_ref()).open()
@@ -187,7 +187,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     /// ```
     /// let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u32>::builder(dir.path()).cache_size(10).open()?;
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn builder(dir: impl AsRef<Path>) -> Builder<T> {
         Builder::new(dir.as_ref())
@@ -283,7 +283,7 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Appends `item`. Blocks while the queue holds `max_len` items, and under
-    /// [`Durability::EveryPut`] until the item is fsynced.
+    /// [`Durability::EveryPut`](crate::Durability::EveryPut) until the item is fsynced.
     ///
     /// # Errors
     ///
@@ -295,7 +295,7 @@ impl<T: Send + 'static> Queue<T> {
     /// let queue = spillq::Queue::open(dir.path())?;
     /// queue.put(vec![1, 2, 3])?;
     /// assert_eq!(queue.get()?, vec![1, 2, 3]);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put(&self, item: T) -> Result<(), Error> {
         self.put_inner(item, Wait::Until(None))
@@ -316,7 +316,7 @@ impl<T: Send + 'static> Queue<T> {
     /// let refused = queue.try_put(2).unwrap_err();
     /// assert!(refused.is_full());
     /// assert_eq!(refused.into_inner(), 2);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         self.put_inner(item, Wait::No)
@@ -340,7 +340,7 @@ impl<T: Send + 'static> Queue<T> {
     /// let queue = spillq::Queue::builder(dir.path()).max_len(1).open()?;
     /// queue.put_timeout(1, Duration::from_millis(10))?;
     /// assert!(queue.put_timeout(2, Duration::from_millis(10)).unwrap_err().is_full());
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         self.put_inner(item, Wait::for_timeout(timeout))
@@ -459,7 +459,7 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Appends every item of `items`, in order and contiguous: no other producer's item lands
-    /// inside the batch. Under [`Durability::EveryPut`] the whole batch costs one fsync.
+    /// inside the batch. Under [`Durability::EveryPut`](crate::Durability::EveryPut) the whole batch costs one fsync.
     ///
     /// # Errors
     ///
@@ -470,7 +470,7 @@ impl<T: Send + 'static> Queue<T> {
     /// let queue = spillq::Queue::open(dir.path())?;
     /// queue.put_all([1, 2, 3])?;
     /// assert_eq!(queue.get_batch(10, std::time::Duration::ZERO)?, vec![1, 2, 3]);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put_all(&self, items: impl IntoIterator<Item = T>) -> Result<(), Error> {
         let items: Vec<T> = items.into_iter().collect();
@@ -585,7 +585,7 @@ impl<T: Send + 'static> Queue<T> {
     /// let producer = queue.clone();
     /// std::thread::spawn(move || producer.put(42));
     /// assert_eq!(queue.get()?, 42);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self) -> Result<T, Error> {
         self.get_inner(Wait::Until(None))?.ok_or(Error::Closed)
@@ -601,7 +601,7 @@ impl<T: Send + 'static> Queue<T> {
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::open(dir.path())?;
     /// assert_eq!(queue.try_get()?, None);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_get(&self) -> Result<Option<T>, Error> {
         self.get_inner(Wait::No)
@@ -617,7 +617,7 @@ impl<T: Send + 'static> Queue<T> {
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::open(dir.path())?;
     /// assert_eq!(queue.get_timeout(std::time::Duration::from_millis(5))?, None);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, Error> {
         self.get_inner(Wait::for_timeout(timeout))
@@ -636,7 +636,7 @@ impl<T: Send + 'static> Queue<T> {
     /// let queue = spillq::Queue::open(dir.path())?;
     /// queue.put_all(0..5)?;
     /// assert_eq!(queue.get_batch(3, std::time::Duration::ZERO)?, vec![0, 1, 2]);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_batch(&self, max: usize, timeout: Duration) -> Result<Vec<T>, Error> {
         let mut items = Vec::new();
@@ -720,7 +720,7 @@ impl<T: Send + 'static> Queue<T> {
     /// queue.put(1)?;
     /// assert_eq!(queue.peek()?, Some(1));
     /// assert_eq!(queue.len(), 1);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn peek(&self) -> Result<Option<T>, Error> {
         self.peek_inner(Wait::No)
@@ -736,7 +736,7 @@ impl<T: Send + 'static> Queue<T> {
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::open(dir.path())?;
     /// assert_eq!(queue.peek_timeout(std::time::Duration::from_millis(5))?, None);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn peek_timeout(&self, timeout: Duration) -> Result<Option<T>, Error> {
         self.peek_inner(Wait::for_timeout(timeout))
@@ -756,7 +756,7 @@ impl<T: Send + 'static> Queue<T> {
     /// assert_eq!(queue.delete(2)?, 2);
     /// assert_eq!(queue.delete(5)?, 1);
     /// assert_eq!(queue.delete(1)?, 0);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete(&self, n: usize) -> Result<usize, Error> {
         let mut state = self.lock();
@@ -840,7 +840,7 @@ impl<T: Send + 'static> Queue<T> {
     /// assert_eq!(*delivery, 5);
     /// drop(delivery); // not acknowledged: back at the head
     /// assert_eq!(queue.get()?, 5);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_ack(&self) -> Result<Delivery<T>, Error> {
         self.get_ack_inner(Wait::Until(None))?.ok_or(Error::Closed)
@@ -856,7 +856,7 @@ impl<T: Send + 'static> Queue<T> {
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::open(dir.path())?;
     /// assert!(queue.try_get_ack()?.is_none());
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_get_ack(&self) -> Result<Option<Delivery<T>>, Error> {
         self.get_ack_inner(Wait::No)
@@ -872,7 +872,7 @@ impl<T: Send + 'static> Queue<T> {
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::open(dir.path())?;
     /// assert!(queue.get_ack_timeout(std::time::Duration::from_millis(5))?.is_none());
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_ack_timeout(&self, timeout: Duration) -> Result<Option<Delivery<T>>, Error> {
         self.get_ack_inner(Wait::for_timeout(timeout))
@@ -891,7 +891,7 @@ impl<T: Send + 'static> Queue<T> {
     /// });
     /// let items: Vec<i32> = queue.iter().collect::<Result<_, _>>()?;
     /// assert_eq!(items, [1, 2]);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter(&self) -> Iter<'_, T> {
         Iter {
@@ -908,7 +908,7 @@ impl<T: Send + 'static> Queue<T> {
     /// queue.put_all([1, 2])?;
     /// let items: Vec<i32> = queue.try_iter().collect::<Result<_, _>>()?;
     /// assert_eq!(items, [1, 2]);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_iter(&self) -> Iter<'_, T> {
         Iter {
@@ -925,7 +925,7 @@ impl<T: Send + 'static> Queue<T> {
     /// let queue = spillq::Queue::open(dir.path())?;
     /// queue.put_all(["a", "b"].map(String::from))?;
     /// assert_eq!(queue.len(), 2);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -937,7 +937,7 @@ impl<T: Send + 'static> Queue<T> {
     /// # let dir = tempfile::tempdir()?;
     /// let queue = spillq::Queue::<u8>::open(dir.path())?;
     /// assert!(queue.is_empty());
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -952,7 +952,7 @@ impl<T: Send + 'static> Queue<T> {
     /// queue.put_all([1, 2, 3])?;
     /// let stats = queue.stats();
     /// assert_eq!((stats.len, stats.in_memory, stats.on_disk), (3, 0, 3));
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stats(&self) -> Stats {
         let state = self.lock();
@@ -987,7 +987,7 @@ impl<T: Send + 'static> Queue<T> {
     /// let queue = spillq::Queue::open(dir.path())?;
     /// queue.put(1)?;
     /// queue.sync()?;
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&self) -> Result<(), Error> {
         let (reply, failures) =
@@ -1048,7 +1048,7 @@ impl<T: Send + 'static> Queue<T> {
     /// queue.put_all([1, 2, 3])?;
     /// queue.clear()?;
     /// assert!(queue.is_empty());
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn clear(&self) -> Result<(), Error> {
         let shared = &*self.shared;
@@ -1090,7 +1090,7 @@ impl<T: Send + 'static> Queue<T> {
     /// assert!(matches!(queue.put(2), Err(spillq::Error::Closed)));
     /// let queue = spillq::Queue::<i32>::open(dir.path())?;
     /// assert_eq!(queue.get()?, 1);
-    /// # Ok::<(), spillq::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(&self) -> Result<(), Error> {
         let shared = &*self.shared;
