@@ -299,28 +299,18 @@ impl<T: Send + 'static> Shared<T> {
     }
 
     /// After items left the queue: publish the read cursor, count removals, wake producers.
+    /// Every `checkpoint_every_removals` removals the spill thread is woken to checkpoint the
+    /// cursor and delete the segments it has left behind.
     pub(crate) fn removed(&self, state: &State<T>, count: u64) {
         self.signals.set_read(state.read_cursor());
         self.update_spilling(state);
-        let removals = self.signals.removals.fetch_add(count, Ordering::Relaxed) + count;
         let every = self.config.checkpoint_every_removals;
-        if removals >= every && (removals - count) < every {
+        let removals = self.signals.removals.fetch_add(count, Ordering::Relaxed);
+        if removals / every != (removals + count) / every {
             let _ = self.commands.try_send(Command::Wake);
         }
         if state.producers_waiting > 0 {
             self.not_full.notify_all();
-        }
-        // A segment fully read can be deleted once a durable checkpoint passes it.
-        if state.disk_only() > 0 || count > 0 {
-            let progress = self.log.progress();
-            let passed = progress
-                .segments
-                .get(1)
-                .is_some_and(|&second| second <= state.cursor());
-            drop(progress);
-            if passed {
-                let _ = self.commands.try_send(Command::Wake);
-            }
         }
     }
 

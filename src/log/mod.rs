@@ -71,10 +71,77 @@ impl LogShared {
     }
 }
 
+/// Directories this process has open, so a second open here is refused at once.
+static OPEN_DIRECTORIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// How long an open waits for a lock that no queue of this process holds. A child process
+/// forked by another thread keeps a copy of the lock file's descriptor until it calls exec;
+/// that can outlast the queue that closed it by a moment, and must not fail a reopen.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The exclusive lock on a queue directory: an entry in this process's list, and a `flock`
+/// on the `lock` file for other processes. Released on drop.
+struct DirectoryLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl DirectoryLock {
+    fn acquire(dir: &Path) -> Result<Self, Error> {
+        let path = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let locked = || Error::Locked {
+            path: dir.to_owned(),
+        };
+        {
+            let mut open = OPEN_DIRECTORIES.lock().unwrap_or_else(|e| e.into_inner());
+            if open.contains(&path) {
+                return Err(locked());
+            }
+            open.push(path.clone());
+        }
+        // From here on, dropping `guard` takes the entry out again.
+        let guard = Self {
+            path,
+            _file: Self::open_file(dir)?,
+        };
+        let deadline = std::time::Instant::now() + LOCK_GRACE;
+        loop {
+            match guard._file.try_lock() {
+                Ok(()) => return Ok(guard),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(locked()),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(dir.join(LOCK_FILE), e));
+                }
+            }
+        }
+    }
+
+    fn open_file(dir: &Path) -> Result<File, Error> {
+        let lock_path = dir.join(LOCK_FILE);
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))
+    }
+}
+
+impl Drop for DirectoryLock {
+    fn drop(&mut self) {
+        let mut open = OPEN_DIRECTORIES.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|p| *p != self.path);
+    }
+}
+
 /// The writer side of the log. Owned by the spill thread.
 pub(crate) struct Log {
     shared: Arc<LogShared>,
-    _lock: File,
+    _lock: DirectoryLock,
     segment_size: u64,
     writer: WriteSegment,
     /// Sequence number of the next record.
@@ -101,23 +168,7 @@ impl Log {
     /// Opens (creating if needed) the log in `dir`: takes the directory lock, then recovers.
     pub(crate) fn open(dir: &Path, segment_size: u64) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: dir.to_owned(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
-        }
+        let lock = DirectoryLock::acquire(dir)?;
         let recovered = recovery::recover(dir, segment_size)?;
         let last = recovered.segments.last().copied().unwrap_or(0);
         let writer = WriteSegment::open(
