@@ -4,7 +4,7 @@
 mod common;
 
 use common::{drain, open_with, read_then_kill, spawn_child};
-use spillq::{Durability, Queue};
+use spillq::{Durability, Error, Queue};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -158,4 +158,73 @@ fn an_interval_tick_writes_what_sat_in_memory() {
     assert!(ticked.unwrap() > 0, "no tick within 30 s");
     let queue = open_with(dir.path(), 1000, Durability::OnSync);
     assert_eq!(drain(&queue), (0..100).collect::<Vec<_>>());
+}
+
+/// A tmpfs of `bytes`, unmounted on drop; `None` (saying why) where mounting is not allowed.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            println!("skipped: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(Self(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
+    let Some(disk) = SmallDisk::mount(512 * 1024) else {
+        return;
+    };
+    let dir = disk.0.path().join("queue");
+    let ballast = disk.0.path().join("ballast");
+    std::fs::write(&ballast, vec![1u8; 200 * 1024]).unwrap();
+    let queue = Queue::<serde_bytes::ByteBuf>::builder(&dir)
+        .cache_size(0)
+        .segment_size(64 * 1024)
+        .open()
+        .unwrap();
+    let item = serde_bytes::ByteBuf::from(vec![0x5Au8; 1000]);
+    let mut accepted = 0u64;
+    let error = loop {
+        match queue.put(item.clone()) {
+            Ok(()) => accepted += 1,
+            Err(error) => break error,
+        }
+        assert!(accepted < 10_000, "the disk never filled");
+    };
+    assert!(matches!(error, Error::Io { .. }), "{error}");
+    assert!(matches!(queue.sync(), Err(Error::Io { .. })));
+    // Room again: the held-back records go in, and the queue works.
+    std::fs::remove_file(&ballast).unwrap();
+    queue.sync().unwrap();
+    queue.put(item.clone()).unwrap();
+    assert_eq!(queue.len() as u64, accepted + 1);
+    queue.close().unwrap();
+    let queue = Queue::<serde_bytes::ByteBuf>::builder(&dir)
+        .cache_size(0)
+        .segment_size(64 * 1024)
+        .open()
+        .unwrap();
+    let mut count = 0;
+    while let Some(got) = queue.try_get().unwrap() {
+        assert_eq!(got, item);
+        count += 1;
+    }
+    assert_eq!(count, accepted + 1);
 }
