@@ -364,6 +364,7 @@ pub(crate) fn decode_record<T: 'static>(
         },
         Err(error) => {
             *undecodable += 1;
+            tracing::warn!(sequence, %error, "a record did not decode; moving it aside");
             Slot::Undecodable {
                 sequence,
                 moved_to: move_aside(dir, sequence, bytes),

@@ -70,6 +70,7 @@ mod cache;
 mod codec;
 mod delivery;
 mod error;
+pub mod inspect;
 mod log;
 mod queue;
 mod spill;

@@ -473,6 +473,7 @@ impl<T: Send + 'static> Spill<T> {
 
     /// Records a failure and tells everyone waiting on the writer.
     fn fail(&mut self, failure: &Failure) {
+        tracing::error!(?failure, "the spill thread failed");
         self.signals.set_failure(Some(failure.clone()));
         self.fail_waiters(failure);
         if let Some(queue) = self.queue.upgrade() {

@@ -149,6 +149,47 @@ pub(crate) enum Loaded {
     Found(Cursor),
 }
 
+/// Reads the checkpoint of `dir` without creating or changing anything.
+pub(crate) fn read(dir: &Path) -> Result<Loaded, Error> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match File::open(&path) {
+        Ok(file) => Ok(read_slots(&file, &path, true)?.1),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Loaded::Missing),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// The newest valid slot of `file`, with its generation.
+fn read_slots(file: &File, path: &Path, existed: bool) -> Result<(u64, Loaded), Error> {
+    let mut best: Option<(u64, Cursor)> = None;
+    let mut any_bytes = false;
+    for offset in SLOT_OFFSETS {
+        let mut bytes = vec![0u8; SLOT_BYTES];
+        let read = read_up_to(file, &mut bytes, offset).map_err(|e| Error::io(path, e))?;
+        any_bytes |= read > 0;
+        match decode_slot(&bytes) {
+            Ok(Some(slot)) if best.as_ref().is_none_or(|(g, _)| slot.0 > *g) => {
+                best = Some(slot);
+            }
+            Ok(_) => {}
+            Err(found) => {
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_owned(),
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+        }
+    }
+    let generation = best.as_ref().map_or(0, |(g, _)| *g);
+    let loaded = match best {
+        Some((_, cursor)) => Loaded::Found(cursor),
+        None if existed && any_bytes => Loaded::Damaged,
+        None => Loaded::Missing,
+    };
+    Ok((generation, loaded))
+}
+
 /// The open checkpoint file.
 pub(crate) struct CheckpointFile {
     path: PathBuf,
@@ -168,32 +209,7 @@ impl CheckpointFile {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let mut best: Option<(u64, Cursor)> = None;
-        let mut any_bytes = false;
-        for offset in SLOT_OFFSETS {
-            let mut bytes = vec![0u8; SLOT_BYTES];
-            let read = read_up_to(&file, &mut bytes, offset).map_err(|e| Error::io(&path, e))?;
-            any_bytes |= read > 0;
-            match decode_slot(&bytes) {
-                Ok(Some(slot)) if best.as_ref().is_none_or(|(g, _)| slot.0 > *g) => {
-                    best = Some(slot);
-                }
-                Ok(_) => {}
-                Err(found) => {
-                    return Err(Error::UnsupportedVersion {
-                        path,
-                        found,
-                        supported: FORMAT_VERSION,
-                    });
-                }
-            }
-        }
-        let generation = best.as_ref().map_or(0, |(g, _)| *g);
-        let loaded = match best {
-            Some((_, cursor)) => Loaded::Found(cursor),
-            None if existed && any_bytes => Loaded::Damaged,
-            None => Loaded::Missing,
-        };
+        let (generation, loaded) = read_slots(&file, &path, existed)?;
         Ok((
             Self {
                 path,
@@ -202,6 +218,10 @@ impl CheckpointFile {
             },
             loaded,
         ))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Writes `cursor` into the older slot. Not durable until [`sync`](Self::sync).
@@ -219,8 +239,8 @@ impl CheckpointFile {
     }
 
     /// fdatasync of the checkpoint file.
-    pub(crate) fn sync(&self) -> Result<(), Error> {
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
     }
 }
 

@@ -66,10 +66,24 @@ impl LogShared {
         self.progress.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn count_fsync(&self) {
+    /// Runs one fsync of `path`: counts it, and reports it when it is slow.
+    fn fsync(&self, path: &Path, sync: impl FnOnce() -> std::io::Result<()>) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let result = sync();
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let took = started.elapsed();
+        if took >= SLOW_FSYNC {
+            tracing::warn!(path = %path.display(), ?took, "slow fsync");
+        }
+        result.map_err(|e| {
+            tracing::error!(path = %path.display(), error = %e, "fsync failed");
+            Error::io(path, e)
+        })
     }
 }
+
+/// An fsync that takes this long is reported (`tracing` warning).
+const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Directories this process has open, so a second open here is refused at once.
 static OPEN_DIRECTORIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -274,8 +288,9 @@ impl Log {
             self.segment_size
         };
         let path = segment::create(&self.shared.dir, self.next_sequence, size)?;
-        self.shared.count_fsync();
-        self.shared.count_fsync();
+        // Creation fsyncs the file and the directory.
+        self.shared.fsyncs.fetch_add(2, Ordering::Relaxed);
+        tracing::debug!(segment = %path.display(), size, "rolled to a new segment");
         let writer = match WriteSegment::open(&path, self.next_sequence, SEGMENT_HEADER_BYTES, size)
         {
             Ok(writer) => writer,
@@ -292,8 +307,7 @@ impl Log {
             if self.unsynced.len() > MAX_UNSYNCED_SEGMENTS
                 && let Some((path, file)) = self.unsynced.pop_front()
             {
-                file.sync_data().map_err(|e| Error::io(&path, e))?;
-                self.shared.count_fsync();
+                self.shared.fsync(&path, || file.sync_data())?;
             }
         }
         self.dirty = false;
@@ -315,13 +329,12 @@ impl Log {
     /// one.
     pub(crate) fn flush(&mut self) -> Result<(), Error> {
         while let Some((path, file)) = self.unsynced.front() {
-            file.sync_data().map_err(|e| Error::io(path, e))?;
-            self.shared.count_fsync();
+            self.shared.fsync(path, || file.sync_data())?;
             self.unsynced.pop_front();
         }
         if self.dirty {
-            self.writer.sync()?;
-            self.shared.count_fsync();
+            let writer = &self.writer;
+            self.shared.fsync(writer.path(), || writer.sync())?;
             self.dirty = false;
         }
         Ok(())
@@ -391,8 +404,8 @@ impl Log {
         if !durable {
             return Ok(());
         }
-        self.checkpoint.sync()?;
-        self.shared.count_fsync();
+        let checkpoint = &self.checkpoint;
+        self.shared.fsync(checkpoint.path(), || checkpoint.sync())?;
         self.durable_checkpointed = oldest;
         self.delete_consumed()
     }
@@ -420,6 +433,7 @@ impl Log {
                 Err(e) => return Err(Error::io(&path, e)),
             }
             self.shared.disk_bytes.fetch_sub(len, Ordering::Relaxed);
+            tracing::debug!(segment = %path.display(), "deleted a consumed segment");
             let mut progress = self.shared.progress();
             if progress.segments.front() == Some(&first) {
                 progress.segments.pop_front();
@@ -427,8 +441,8 @@ impl Log {
             deleted = true;
         }
         if deleted {
-            sys::sync_dir(&self.shared.dir).map_err(|e| Error::io(&self.shared.dir, e))?;
-            self.shared.count_fsync();
+            let dir = &self.shared.dir;
+            self.shared.fsync(dir, || sys::sync_dir(dir))?;
         }
         Ok(())
     }
@@ -540,9 +554,7 @@ impl LogReader {
                         continue;
                     }
                     if sequence > expected {
-                        self.shared
-                            .skipped
-                            .fetch_add(sequence - expected, Ordering::Relaxed);
+                        self.count_skipped(first, expected, sequence);
                     }
                     self.expected = sequence + 1;
                     visit(sequence, payload);
@@ -569,10 +581,20 @@ impl LogReader {
 
     fn skip_to(&mut self, sequence: u64) {
         if sequence > self.expected {
-            self.shared
-                .skipped
-                .fetch_add(sequence - self.expected, Ordering::Relaxed);
+            let segment = self.segment.as_ref().map_or(0, |s| s.first_sequence());
+            self.count_skipped(segment, self.expected, sequence);
             self.expected = sequence;
         }
+    }
+
+    /// Records `[from, to)` were damaged or missing.
+    fn count_skipped(&self, segment: u64, from: u64, to: u64) {
+        self.shared.skipped.fetch_add(to - from, Ordering::Relaxed);
+        tracing::warn!(
+            segment = %self.shared.dir.join(segment::segment_file_name(segment)).display(),
+            from,
+            to,
+            "skipped damaged or missing records"
+        );
     }
 }

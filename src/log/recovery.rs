@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 /// After a run of zeros in the last segment, valid records are looked for this far on. A zeroed
 /// page in the unsynced tail (a power cut can leave one) is stepped over; past this window the
 /// zeros are taken as the end of written data.
-const ZERO_LOOKAHEAD_BYTES: usize = 64 * 1024;
+pub(crate) const ZERO_LOOKAHEAD_BYTES: usize = 64 * 1024;
 
 /// What recovery hands the log.
 pub(crate) struct Recovered {
@@ -112,16 +112,18 @@ pub(crate) mod crash_point {
 
 use crash_point::{Step, hit};
 
-struct SegmentFile {
-    first_sequence: u64,
-    path: PathBuf,
-    len: u64,
+/// A segment file found in a queue directory.
+pub(crate) struct SegmentFile {
+    pub(crate) first_sequence: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) len: u64,
 }
 
-/// Lists the segments, deleting leftovers of interrupted segment creation.
-fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, Error> {
+/// Lists the segments, sorted, and the leftovers of interrupted segment creation. Changes
+/// nothing.
+pub(crate) fn list_segments(dir: &Path) -> Result<(Vec<SegmentFile>, Vec<PathBuf>), Error> {
     let mut segments = Vec::new();
-    let mut removed_temp = false;
+    let mut temps = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -129,8 +131,7 @@ fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, Error> {
         let Some(name) = name.to_str() else { continue };
         let path = entry.path();
         if name.ends_with(TEMP_SUFFIX) {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            removed_temp = true;
+            temps.push(path);
             continue;
         }
         let Some(first_sequence) = segment::parse_segment_file_name(name) else {
@@ -143,17 +144,14 @@ fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, Error> {
             len,
         });
     }
-    if removed_temp {
-        sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-    }
     segments.sort_by_key(|s| s.first_sequence);
-    Ok(segments)
+    Ok((segments, temps))
 }
 
 /// Refuses segments spillq cannot read: from a newer version, not spillq's, or named for a
 /// sequence number other than the one in their header (renamed or copied by hand). A header
 /// whose checksum fails is let through: its records carry their own checksums.
-fn check_header(segment: &SegmentFile) -> Result<(), Error> {
+pub(crate) fn check_header(segment: &SegmentFile) -> Result<(), Error> {
     let bytes = segment::read_header(&segment.path).map_err(|e| Error::io(&segment.path, e))?;
     match SegmentHeader::decode(&bytes) {
         Ok(header) if header.first_sequence != segment.first_sequence => Err(Error::corrupt(
@@ -226,7 +224,13 @@ fn scan_segment(
 
 /// Recovers the log in `dir` (already locked by the caller).
 pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error> {
-    let mut segments = list_segments(dir)?;
+    let (mut segments, temps) = list_segments(dir)?;
+    for temp in &temps {
+        std::fs::remove_file(temp).map_err(|e| Error::io(temp, e))?;
+    }
+    if !temps.is_empty() {
+        sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
     hit(Step::TempFilesRemoved)?;
     for segment in &segments {
         check_header(segment)?;
@@ -261,6 +265,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         .count();
     if consumed > 0 {
         for segment in segments.drain(..consumed) {
+            tracing::debug!(segment = %segment.path.display(), "deleting a segment consumed before a crash");
             std::fs::remove_file(&segment.path).map_err(|e| Error::io(&segment.path, e))?;
         }
         sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -308,6 +313,9 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
     if cursor.is_some() && start.is_none() {
         checkpoint_state = CheckpointState::Damaged;
     }
+    if checkpoint_state == CheckpointState::Damaged {
+        tracing::warn!(dir = %dir.display(), "checkpoint damaged: scanning every segment");
+    }
     let (mut index, mut offset, mut sequence) = start.unwrap_or_else(|| {
         let first = segments.first().map_or(0, |s| s.first_sequence);
         (0, SEGMENT_HEADER_BYTES, first)
@@ -339,6 +347,14 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         }
     }
 
+    tracing::info!(
+        dir = %dir.display(),
+        checkpoint = ?checkpoint_state,
+        segments = segments.len(),
+        read_sequence,
+        next_sequence = sequence,
+        "recovered"
+    );
     // Zero everything past the end of valid data in the last segment, so stale bytes there are
     // never read as records once the writer goes on.
     let last = segments

@@ -215,8 +215,8 @@ impl WriteSegment {
     }
 
     /// fdatasync: every record written so far reaches stable storage.
-    pub(crate) fn sync(&self) -> Result<(), Error> {
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
     }
 
     /// A handle to fsync this segment later, after it is unmapped.
