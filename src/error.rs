@@ -4,10 +4,31 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The boxed error a [`Codec`](crate::Codec) returns.
+///
+/// ```
+/// let error: spillq::CodecError = "not a number".into();
+/// assert_eq!(error.to_string(), "not a number");
+/// ```
 pub type CodecError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in spillq. Each variant says what and where, and its message
 /// says what to do about it.
+///
+/// # Examples
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let queue = spillq::Queue::<u8>::open(dir.path())?;
+/// match spillq::Queue::<u8>::open(dir.path()) {
+///     Err(spillq::Error::Locked { path }) => assert_eq!(path, dir.path()),
+///     other => panic!("expected Locked, got {other:?}"),
+/// }
+/// queue.close()?;
+/// let error = queue.get().unwrap_err();
+/// assert!(matches!(error, spillq::Error::Closed));
+/// assert!(error.to_string().contains("open it again"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -157,6 +178,17 @@ impl std::error::Error for Error {
 }
 
 /// Why [`Queue::try_put`](crate::Queue::try_put) refused an item. Holds the item.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let queue = spillq::Queue::builder(dir.path()).max_len(1).open()?;
+/// queue.put("first".to_string())?;
+/// match queue.try_put("second".to_string()) {
+///     Err(spillq::TryPutError::Full(item)) => assert_eq!(item, "second"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum TryPutError<T> {
     /// The queue holds `max_len` items.
     Full(T),
@@ -167,6 +199,19 @@ pub enum TryPutError<T> {
 }
 
 /// Why [`Queue::put_timeout`](crate::Queue::put_timeout) refused an item. Holds the item.
+///
+/// ```
+/// use std::time::Duration;
+/// let dir = tempfile::tempdir()?;
+/// let queue = spillq::Queue::builder(dir.path()).max_len(1).open()?;
+/// queue.put(1)?;
+/// let refused = queue.put_timeout(2, Duration::from_millis(5)).unwrap_err();
+/// assert!(refused.is_full());
+/// // Converts into spillq::Error with `?` (the item is dropped then).
+/// let error: spillq::Error = refused.into();
+/// assert!(matches!(error, spillq::Error::Full));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum PutTimeoutError<T> {
     /// The queue still held `max_len` items when the timeout ran out.
     Full(T),

@@ -36,6 +36,17 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 /// The checkpoint as found on disk.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+/// assert_eq!(inspection.segments().len(), 1);
+/// assert!(inspection.checkpoint().is_some());
+/// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
+/// assert_eq!(summary.records, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Checkpoint {
@@ -52,6 +63,17 @@ pub struct Checkpoint {
 }
 
 /// One segment file.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+/// assert_eq!(inspection.segments().len(), 1);
+/// assert!(inspection.checkpoint().is_some());
+/// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
+/// assert_eq!(summary.records, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Segment {
@@ -64,6 +86,17 @@ pub struct Segment {
 }
 
 /// What a [`scan`](Inspection::scan) meets, in order.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+/// assert_eq!(inspection.segments().len(), 1);
+/// assert!(inspection.checkpoint().is_some());
+/// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
+/// assert_eq!(summary.records, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event<'a> {
@@ -93,6 +126,17 @@ pub enum Event<'a> {
 }
 
 /// Totals of a scan.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+/// assert_eq!(inspection.segments().len(), 1);
+/// assert!(inspection.checkpoint().is_some());
+/// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
+/// assert_eq!(summary.records, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Summary {
@@ -109,6 +153,17 @@ pub struct Summary {
 }
 
 /// A queue directory opened for reading only.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+/// assert_eq!(inspection.segments().len(), 1);
+/// assert!(inspection.checkpoint().is_some());
+/// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
+/// assert_eq!(summary.records, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Inspection {
     dir: PathBuf,

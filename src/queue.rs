@@ -41,6 +41,17 @@ pub struct Queue<T: Send + 'static> {
 }
 
 /// Counts and sizes of a queue, from [`Queue::stats`].
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let queue = spillq::Queue::builder(dir.path()).cache_size(2).open()?;
+/// queue.put_all(0..5)?;
+/// let stats = queue.stats();
+/// assert_eq!(stats.len, 5);
+/// assert_eq!(stats.in_memory + stats.on_disk as usize, 5);
+/// assert_eq!(stats.skipped, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -1143,6 +1154,17 @@ impl<T: Send + 'static> fmt::Debug for Queue<T> {
 
 /// Iterator over removed items, from [`Queue::iter`] (blocking) or [`Queue::try_iter`].
 /// Yields `Err` for an item that fails to decode and goes on after it.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let queue = spillq::Queue::open(dir.path())?;
+/// queue.put_all(["x", "y"].map(String::from))?;
+/// let mut items = queue.try_iter();
+/// assert_eq!(items.next().transpose()?, Some("x".to_string()));
+/// assert_eq!(items.next().transpose()?, Some("y".to_string()));
+/// assert!(items.next().is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Iter<'a, T: Send + 'static> {
     queue: &'a Queue<T>,

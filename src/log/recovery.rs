@@ -48,6 +48,16 @@ pub(crate) struct Recovered {
 }
 
 /// How the checkpoint was found on open.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let queue = spillq::Queue::<u8>::open(dir.path())?;
+/// assert_eq!(queue.stats().checkpoint, spillq::CheckpointState::Missing);
+/// queue.close()?;
+/// let queue = spillq::Queue::<u8>::open(dir.path())?;
+/// assert_eq!(queue.stats().checkpoint, spillq::CheckpointState::Used);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointState {
     /// A valid checkpoint was used.
