@@ -337,8 +337,10 @@ impl<T: Send + 'static> Spill<T> {
                 self.take_memory();
             }
             self.round(tick);
+            // Leave once everything asked for is appended, or when it cannot be (the writer
+            // failed): `finish` then reports the failure to the closer.
             if let Some((up_to, _)) = &self.shutdown
-                && self.log.next_sequence() >= *up_to
+                && (self.log.next_sequence() >= *up_to || self.signals.failure().is_some())
             {
                 break;
             }

@@ -190,12 +190,13 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
-    let Some(disk) = SmallDisk::mount(512 * 1024) else {
+    let Some(disk) = SmallDisk::mount(1024 * 1024) else {
         return;
     };
     let dir = disk.0.path().join("queue");
     let ballast = disk.0.path().join("ballast");
-    std::fs::write(&ballast, vec![1u8; 200 * 1024]).unwrap();
+    // Room enough, once the ballast goes, for what a full channel of refused appends holds.
+    std::fs::write(&ballast, vec![1u8; 600 * 1024]).unwrap();
     let queue = Queue::<serde_bytes::ByteBuf>::builder(&dir)
         .cache_size(0)
         .segment_size(64 * 1024)
@@ -229,4 +230,21 @@ fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
         count += 1;
     }
     assert_eq!(count, accepted + 1);
+}
+
+#[test]
+fn close_on_a_full_disk_reports_the_error_instead_of_waiting() {
+    let Some(disk) = SmallDisk::mount(256 * 1024) else {
+        return;
+    };
+    let dir = disk.0.path().join("queue");
+    let queue = Queue::<serde_bytes::ByteBuf>::builder(&dir)
+        .cache_size(0)
+        .segment_size(64 * 1024)
+        .open()
+        .unwrap();
+    let item = serde_bytes::ByteBuf::from(vec![0x5Au8; 1000]);
+    while queue.put(item.clone()).is_ok() {}
+    assert!(matches!(queue.close(), Err(Error::Io { .. })));
+    assert!(matches!(queue.put(item), Err(Error::Closed)));
 }

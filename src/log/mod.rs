@@ -287,6 +287,18 @@ impl Log {
         } else {
             self.segment_size
         };
+        if self.writer.written() == SEGMENT_HEADER_BYTES {
+            // The segment holds no record yet (so this record is larger than a segment): grow
+            // it rather than make a second segment with the same first sequence number.
+            let path = self.writer.path().to_owned();
+            self.writer =
+                WriteSegment::open(&path, self.next_sequence, SEGMENT_HEADER_BYTES, size)?;
+            self.shared
+                .disk_bytes
+                .fetch_add(size.saturating_sub(self.segment_size), Ordering::Relaxed);
+            tracing::debug!(segment = %path.display(), size, "grew an empty segment for a large record");
+            return Ok(());
+        }
         let path = segment::create(&self.shared.dir, self.next_sequence, size)?;
         // Creation fsyncs the file and the directory.
         self.shared.fsyncs.fetch_add(2, Ordering::Relaxed);
@@ -522,16 +534,26 @@ impl LogReader {
                 self.skip_to(first);
                 continue;
             }
-            if self
-                .segment
-                .as_ref()
-                .is_none_or(|s| s.first_sequence() != first)
+            let next_first = segments.get(index + 1).copied();
+            // The last segment may have grown (for a record larger than a segment) since it
+            // was mapped: map it again to see the new end.
+            let grown = next_first.is_none()
+                && self
+                    .segment
+                    .as_ref()
+                    .is_some_and(|s| s.first_sequence() == first && s.len() < end_offset);
+            if grown
+                || self
+                    .segment
+                    .as_ref()
+                    .is_none_or(|s| s.first_sequence() != first)
             {
                 let path = self.shared.dir.join(segment::segment_file_name(first));
+                if !grown {
+                    self.offset = SEGMENT_HEADER_BYTES;
+                }
                 self.segment = Some(ReadSegment::open(&path, first)?);
-                self.offset = SEGMENT_HEADER_BYTES;
             }
-            let next_first = segments.get(index + 1).copied();
             let limit_sequence = next_first.map_or(end_sequence, |n| n.min(end_sequence));
             let limit_offset = if next_first.is_none() {
                 end_offset

@@ -273,6 +273,11 @@ impl ReadSegment {
         self.first_sequence
     }
 
+    /// Bytes mapped.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
     /// The first `limit` bytes (or the whole file if shorter). The caller guarantees that no
     /// thread writes below `limit` any more: either the segment is finished, or `limit` is the
     /// end the writer published.

@@ -426,3 +426,30 @@ fn a_full_disk_is_an_io_error_and_keeps_what_was_appended() {
     assert!(records.iter().all(|(_, b)| *b == record));
     assert_eq!(skipped, 0);
 }
+
+/// Found by the model test: records larger than a segment, the first into an empty segment
+/// (which grows), the later ones into segments of their own, read back after the fact.
+#[test]
+fn records_larger_than_a_segment_read_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), 256).unwrap();
+    let sizes = [217, 217, 169, 257, 193, 49, 210, 300, 20];
+    for (i, n) in sizes.iter().enumerate() {
+        log.append(&vec![i as u8; *n]).unwrap();
+        log.publish();
+    }
+    let mut reader = log.reader();
+    let mut got = Vec::new();
+    while reader
+        .read_batch(4, |s, b| got.push((s, b.len(), b[0])))
+        .unwrap()
+        > 0
+    {}
+    let expected: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as u64, *n, i as u8))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(log.shared().skipped.load(Ordering::Relaxed), 0);
+}
