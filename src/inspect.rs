@@ -421,6 +421,20 @@ mod tests {
     use super::*;
     use crate::Queue;
 
+    /// Every file of `dir` with its bytes.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                (path, bytes)
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
     fn scan_all(dir: &Path) -> (Vec<(u64, bool)>, Summary) {
         let inspection = Inspection::open(dir).unwrap();
         let mut records = Vec::new();
@@ -449,27 +463,13 @@ mod tests {
         queue.put_all(0..60).unwrap();
         queue.delete(10).unwrap();
         queue.close().unwrap();
-        let before: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| {
-                let p = e.unwrap().path();
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                (p, bytes)
-            })
-            .collect();
+        let before = snapshot(dir.path());
         let (records, summary) = scan_all(dir.path());
         assert_eq!(summary.skipped, 0);
         assert_eq!(summary.queued, 50);
         assert!(records.iter().all(|&(s, queued)| queued == (s >= 10)));
         assert!(records.windows(2).all(|w| w[0].0 < w[1].0));
-        let after: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| {
-                let p = e.unwrap().path();
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                (p, bytes)
-            })
-            .collect();
+        let after = snapshot(dir.path());
         assert_eq!(before, after);
 
         // Damage a record in the middle of a segment: it is found and counted.
