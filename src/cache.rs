@@ -61,7 +61,7 @@ pub(crate) enum Slot<T> {
 }
 
 impl<T> Slot<T> {
-    fn sequence(&self) -> Option<u64> {
+    pub(crate) fn sequence(&self) -> Option<u64> {
         match self {
             Self::Item {
                 written: Written::At(sequence),
@@ -85,6 +85,10 @@ pub(crate) struct State<T> {
     pub(crate) reader: Option<LogReader>,
     /// Sequence numbers out with a `Delivery`.
     pub(crate) unacked: BTreeSet<u64>,
+    /// Sequence numbers of items given back (by `nack`, or as unacknowledged before a crash)
+    /// and waiting at the head of the ring, older than the rest of it. Items after them may
+    /// have been removed, so the checkpoint lists them instead of moving its cursor back.
+    pub(crate) returned: BTreeSet<u64>,
     /// Deliveries out (with or without a sequence number).
     pub(crate) deliveries_out: usize,
     /// Bumped by `clear`, so a late `nack` of a cleared item does not bring it back.
@@ -106,19 +110,41 @@ impl<T> State<T> {
         self.ring.len() + usize::try_from(self.disk_only()).unwrap_or(usize::MAX)
     }
 
+    /// Removes the head slot, keeping the counts that depend on it.
+    pub(crate) fn pop_front(&mut self) -> Option<Slot<T>> {
+        let slot = self.ring.pop_front()?;
+        if let Slot::Item {
+            written: Written::No,
+            ..
+        } = &slot
+        {
+            self.unwritten -= 1;
+        }
+        if let Some(sequence) = slot.sequence() {
+            self.returned.remove(&sequence);
+        }
+        Some(slot)
+    }
+
     /// The read cursor for a checkpoint: everything before it was removed except the records
-    /// out for acknowledgement.
+    /// listed (out for acknowledgement, or given back and waiting at the head).
     pub(crate) fn read_cursor(&self) -> ReadCursor {
+        let mut unacked: Vec<u64> = self.unacked.union(&self.returned).copied().collect();
+        unacked.sort_unstable();
         ReadCursor {
             sequence: self.cursor_ignoring_unacked(),
-            unacked: self.unacked.iter().copied().collect(),
+            unacked,
         }
     }
 
     /// The smallest sequence number not removed, counting unacknowledged ones.
     pub(crate) fn cursor(&self) -> u64 {
         let cursor = self.cursor_ignoring_unacked();
-        self.unacked
+        let cursor = self
+            .unacked
+            .first()
+            .map_or(cursor, |&first| cursor.min(first));
+        self.returned
             .first()
             .map_or(cursor, |&first| cursor.min(first))
     }
@@ -127,6 +153,7 @@ impl<T> State<T> {
         let mut cursor = self.loaded;
         for slot in &self.ring {
             match slot.sequence() {
+                Some(sequence) if self.returned.contains(&sequence) => {}
                 Some(sequence) => {
                     cursor = cursor.min(sequence);
                     break;

@@ -131,12 +131,19 @@ impl<T: Send + 'static> Delivery<T> {
                     None => (Written::Never, 0),
                 };
                 state.ring.insert(at, Slot::Item { item, written });
+                if let Some(sequence) = self.sequence {
+                    state.returned.insert(sequence);
+                }
                 shared.update_spilling(&state);
                 if state.consumers_waiting > 0 {
                     shared.not_empty.notify_one();
                 }
             }
             _ => shared.removed(&state, 1),
+        }
+        if give_back {
+            // The cursor is unchanged; the item moved from "out" to "returned".
+            shared.signals.set_read(state.read_cursor());
         }
         Ok(())
     }

@@ -243,6 +243,7 @@ impl<T: Send + 'static> Queue<T> {
         let checkpoint_every_removals = config.checkpoint_every_removals;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
+                returned: ring.iter().filter_map(Slot::sequence).collect(),
                 ring,
                 next_sequence,
                 loaded: read_sequence,
@@ -499,14 +500,7 @@ impl<T: Send + 'static> Queue<T> {
     /// Removes the head slot, waiting as `wait` allows. `Ok(None)`: nothing in time.
     fn take<'a>(&'a self, wait: Wait) -> Result<(Guard<'a, T>, Option<Slot<T>>), Error> {
         let mut state = self.wait_for_head(wait)?;
-        let slot = state.ring.pop_front();
-        if let Some(Slot::Item {
-            written: Written::No,
-            ..
-        }) = &slot
-        {
-            state.unwritten -= 1;
-        }
+        let slot = state.pop_front();
         Ok((state, slot))
     }
 
@@ -663,19 +657,14 @@ impl<T: Send + 'static> Queue<T> {
                 }
                 shared.refill(&mut state)?;
             }
-            match state.ring.pop_front() {
-                Some(Slot::Item { item, written }) => {
-                    if written == Written::No {
-                        state.unwritten -= 1;
-                    }
-                    items.push(item);
-                }
-                Some(undecodable) if items.is_empty() => {
-                    return self.finish_take(&state, undecodable).map(|item| vec![item]);
-                }
+            if !items.is_empty() && matches!(state.ring.front(), Some(Slot::Undecodable { .. })) {
+                // Reported by the next call, on its own.
+                break;
+            }
+            match state.pop_front() {
+                Some(Slot::Item { item, .. }) => items.push(item),
                 Some(undecodable) => {
-                    state.ring.push_front(undecodable);
-                    break;
+                    return self.finish_take(&state, undecodable).map(|item| vec![item]);
                 }
                 None => break,
             }
@@ -775,15 +764,7 @@ impl<T: Send + 'static> Queue<T> {
             return Err(Error::Closed);
         }
         let mut removed = 0;
-        while removed < n {
-            match state.ring.pop_front() {
-                Some(Slot::Item {
-                    written: Written::No,
-                    ..
-                }) => state.unwritten -= 1,
-                Some(_) => {}
-                None => break,
-            }
+        while removed < n && state.pop_front().is_some() {
             removed += 1;
         }
         let from_disk = usize::try_from(state.disk_only())
@@ -1071,6 +1052,7 @@ impl<T: Send + 'static> Queue<T> {
         state.unwritten = 0;
         state.loaded = state.next_sequence;
         state.unacked.clear();
+        state.returned.clear();
         state.deliveries_out = 0;
         state.epoch += 1;
         state.codec_failures.clear();
