@@ -24,7 +24,7 @@ use crate::spill::{Batch, Command, ReadCursor, Signals};
 use crossbeam_channel::Sender;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -191,6 +191,8 @@ pub(crate) struct Shared<T> {
     /// A hint for producers, read without the lock: the next item will probably go to disk,
     /// so encode it before taking the lock.
     pub(crate) spilling: AtomicBool,
+    /// Puts so far; consumers watch it for a moment before sleeping.
+    pub(crate) puts: AtomicU64,
     /// What recovery found of the checkpoint.
     pub(crate) checkpoint_state: CheckpointState,
 }

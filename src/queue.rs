@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -268,6 +268,7 @@ impl<T: Send + 'static> Queue<T> {
             spill_thread: Mutex::new(None),
             handles: AtomicUsize::new(1),
             spilling: AtomicBool::new(false),
+            puts: AtomicU64::new(0),
             checkpoint_state: log.checkpoint_state(),
         });
         let spill = Spill::new(
@@ -460,6 +461,7 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     fn after_put(&self, state: &State<T>, count: usize) {
+        self.shared.puts.fetch_add(1, Ordering::Release);
         self.shared.update_spilling(state);
         if state.consumers_waiting > 0 {
             if count == 1 {
@@ -540,6 +542,15 @@ impl<T: Send + 'static> Queue<T> {
             let Some(deadline) = wait.deadline() else {
                 return Ok(state);
             };
+            // A producer is often a moment away: watch for a put without the lock for a few
+            // microseconds before going to sleep (a sleep and a wake-up cost far more).
+            let seen = shared.puts.load(Ordering::Acquire);
+            drop(state);
+            let put_meanwhile = spin_until(|| shared.puts.load(Ordering::Acquire) != seen);
+            state = self.lock();
+            if put_meanwhile || !state.ring.is_empty() || state.disk_only() > 0 || state.closed {
+                continue;
+            }
             state.consumers_waiting += 1;
             let (guard, timed_out) = shared.wait(&shared.not_empty, state, deadline);
             state = guard;
@@ -1132,6 +1143,25 @@ impl<T: Send + 'static> fmt::Debug for Queue<T> {
             .field("len", &self.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Spins, then yields, for a short while until `done` holds. Returns whether it did.
+fn spin_until(done: impl Fn() -> bool) -> bool {
+    const SPINS: u32 = 6;
+    const YIELDS: u32 = 10;
+    for step in 0..SPINS + YIELDS {
+        if done() {
+            return true;
+        }
+        if step < SPINS {
+            for _ in 0..(1 << step) {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    done()
 }
 
 /// Iterator over removed items, from [`Queue::iter`] (blocking) or [`Queue::try_iter`].
