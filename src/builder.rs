@@ -195,6 +195,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     ///
     /// [`Error::Locked`] if another open queue holds the directory; [`Error::Io`],
     /// [`Error::Corrupt`] or [`Error::UnsupportedVersion`] if the directory cannot be used.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u8>::builder(dir.path()).open()?;
+    /// assert!(queue.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(self) -> Result<Queue<T>, Error> {
         Queue::from_parts(&self.dir, self.config, self.codec)
     }

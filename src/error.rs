@@ -223,16 +223,19 @@ pub enum PutTimeoutError<T> {
 
 /// Refusals that give the item back for a retry. Other failures are plain [`Error`]s.
 macro_rules! item_error {
-    ($name:ident, $full:literal) => {
+    ($name:ident, $full:literal, $example:literal) => {
         impl<T> $name<T> {
             /// The refused item.
+            ///
+            #[doc = $example]
             pub fn into_inner(self) -> T {
                 match self {
                     Self::Full(item) | Self::Closed(item) | Self::Failed(item, _) => item,
                 }
             }
 
-            /// Whether the queue was full (rather than closed).
+            /// Whether the queue was full (rather than closed or failing); see
+            /// [`into_inner`](Self::into_inner) for an example.
             pub fn is_full(&self) -> bool {
                 matches!(self, Self::Full(_))
             }
@@ -281,8 +284,29 @@ macro_rules! item_error {
     };
 }
 
-item_error!(TryPutError, "the queue holds max_len items");
+item_error!(
+    TryPutError,
+    "the queue holds max_len items",
+    "```
+# let dir = tempfile::tempdir()?;
+let queue = spillq::Queue::builder(dir.path()).max_len(1).open()?;
+queue.try_put(1)?;
+let refused = queue.try_put(2).unwrap_err();
+assert!(refused.is_full());
+assert_eq!(refused.into_inner(), 2);
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"
+);
 item_error!(
     PutTimeoutError,
-    "the queue still held max_len items when the timeout ran out"
+    "the queue still held max_len items when the timeout ran out",
+    "```
+# let dir = tempfile::tempdir()?;
+let queue = spillq::Queue::builder(dir.path()).max_len(1).open()?;
+queue.put(1)?;
+let refused = queue.put_timeout(2, std::time::Duration::from_millis(1)).unwrap_err();
+assert!(refused.is_full());
+assert_eq!(refused.into_inner(), 2);
+# Ok::<(), Box<dyn std::error::Error>>(())
+```"
 );

@@ -182,6 +182,14 @@ impl Inspection {
     ///
     /// [`Error::Io`] if the directory cannot be read; [`Error::Corrupt`] or
     /// [`Error::UnsupportedVersion`] as opening the queue would.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?.put_all([1, 2])?;
+    /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+    /// assert_eq!(inspection.dir(), dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -242,31 +250,79 @@ impl Inspection {
     }
 
     /// The directory.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?.put_all([1, 2])?;
+    /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+    /// assert_eq!(inspection.dir(), dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Whether a running process has the queue open. What is on disk may then be changing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?.put_all([1, 2])?;
+    /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+    /// assert!(!inspection.locked()); // the queue above was closed when dropped
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn locked(&self) -> bool {
         self.locked
     }
 
     /// The checkpoint, if a valid one was found.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?.put_all([1, 2])?;
+    /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+    /// assert_eq!(inspection.checkpoint().map(|c| c.read_sequence), Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoint.as_ref()
     }
 
     /// Whether the checkpoint was valid, missing or damaged.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?.put_all([1, 2])?;
+    /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+    /// assert_eq!(inspection.checkpoint_state(), spillq::CheckpointState::Used);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn checkpoint_state(&self) -> CheckpointState {
         self.checkpoint_state
     }
 
     /// The segment files, in sequence order.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?.put_all([1, 2])?;
+    /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+    /// assert_eq!(inspection.segments()[0].first_sequence, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }
 
     /// Bytes of all segment files.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?.put_all([1, 2])?;
+    /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+    /// assert!(inspection.disk_bytes() > 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn disk_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
     }
@@ -286,6 +342,15 @@ impl Inspection {
     /// # Errors
     ///
     /// [`Error::Io`] if a segment cannot be read.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # spillq::Queue::<u8>::builder(dir.path()).cache_size(0).open()?.put_all([1, 2])?;
+    /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
+    /// let summary = inspection.scan(|_| std::ops::ControlFlow::Continue(()))?;
+    /// assert_eq!((summary.records, summary.queued), (2, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn scan(
         &self,
         mut visit: impl FnMut(Event<'_>) -> ControlFlow<()>,
