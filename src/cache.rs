@@ -255,7 +255,7 @@ impl<T: Send + 'static> Shared<T> {
             codec_failures,
             ..
         } = state;
-        for slot in ring.range_mut(start..) {
+        for (position, slot) in ring.range_mut(start..).enumerate() {
             let Slot::Item { item, written } = slot else {
                 continue;
             };
@@ -267,13 +267,20 @@ impl<T: Send + 'static> Shared<T> {
                     *written = Written::At(*next_sequence);
                     *next_sequence += 1;
                 }
-                Err(Error::Codec { source, .. }) => {
+                Err(error) => {
                     *written = Written::Never;
-                    codec_failures.push(source);
-                }
-                Err(other) => {
-                    *written = Written::Never;
-                    codec_failures.push(Box::new(other));
+                    let cause = match error {
+                        Error::Codec { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    };
+                    codec_failures.push(
+                        format!(
+                            "the item at position {} of the queue (0 is the head) could not \
+                             be encoded and stays in memory only: {cause}",
+                            start + position
+                        )
+                        .into(),
+                    );
                 }
             }
         }

@@ -47,6 +47,10 @@ fn sync_reports_an_item_in_memory_that_will_not_encode_and_writes_the_rest() {
         let error = queue.sync().unwrap_err();
         assert!(matches!(error, Error::Codec { .. }), "{error}");
         assert!(error.to_string().contains("13 is unlucky"), "{error}");
+        assert!(
+            error.to_string().contains("at position 1 of the queue"),
+            "{error}"
+        );
         // The queue goes on: a later sync succeeds, and in memory the item is still there.
         queue.put(Picky(15)).unwrap();
         queue.sync().unwrap();

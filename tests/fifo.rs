@@ -391,3 +391,18 @@ fn iter_ends_when_the_queue_is_closed() {
     queue.close().unwrap();
     assert_eq!(consumer.join().unwrap(), (0..20).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_queue_is_send_sync_and_cheap_to_clone() {
+    fn send_sync<Q: Send + Sync + Clone + 'static>(_: &Q) {}
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(dir.path(), 3);
+    send_sync(&queue);
+    let clone = queue.clone();
+    clone.put(1).unwrap();
+    // All clones share one queue.
+    assert_eq!(queue.get().unwrap(), 1);
+    drop(queue);
+    clone.put(2).unwrap();
+    assert_eq!(clone.get().unwrap(), 2);
+}
