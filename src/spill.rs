@@ -5,7 +5,9 @@
 //! sender is gone.
 //!
 //! Failures: a reservation that fails for lack of space (ENOSPC, EDQUOT, EFBIG) keeps the batch
-//! pending and is retried on the next command, so the queue goes on once there is room. A failed
+//! pending and is retried on the next command, so the queue goes on once there is room (an
+//! `EveryPut` producer told of the failure gets its item back, yet the pending record is still
+//! written then: retrying it may store it twice). A failed
 //! fsync poisons the queue: Linux may have dropped the dirty pages, so nothing written after it
 //! can be trusted, and every write is refused until the queue is reopened.
 
