@@ -105,19 +105,25 @@ fn durability_child() {
     }
 }
 
+/// Runs `durability_child` in `mode` on `dir`, handing its lines to `each` until it returns
+/// false; then kills it.
+fn run_child(dir: &Path, mode: &str, each: impl FnMut(&str) -> bool) {
+    let child = spawn_child(
+        "durability_child",
+        &[
+            ("SPILLQ_DURABILITY_DIR", dir.display().to_string()),
+            ("SPILLQ_MODE", mode.to_string()),
+        ],
+    );
+    read_then_kill(child, each);
+}
+
 #[test]
 fn every_put_keeps_every_put_that_returned_across_sigkill() {
     for round in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let child = spawn_child(
-            "durability_child",
-            &[
-                ("SPILLQ_DURABILITY_DIR", dir.path().display().to_string()),
-                ("SPILLQ_MODE", "every-put".to_string()),
-            ],
-        );
         let mut returned = None;
-        read_then_kill(child, |line| {
+        run_child(dir.path(), "every-put", |line| {
             if let Some(id) = line.strip_prefix("PUT ") {
                 returned = Some(id.parse::<u64>().unwrap());
             }
@@ -141,15 +147,8 @@ fn every_put_keeps_every_put_that_returned_across_sigkill() {
 #[test]
 fn an_interval_tick_writes_what_sat_in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let child = spawn_child(
-        "durability_child",
-        &[
-            ("SPILLQ_DURABILITY_DIR", dir.path().display().to_string()),
-            ("SPILLQ_MODE", "interval".to_string()),
-        ],
-    );
     let mut ticked = None;
-    read_then_kill(child, |line| {
+    run_child(dir.path(), "interval", |line| {
         if let Some(n) = line.strip_prefix("TICKED ") {
             ticked = Some(n.parse::<u64>().unwrap());
         }
