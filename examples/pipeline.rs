@@ -35,6 +35,21 @@ fn payload(id: u64) -> ByteBuf {
     ByteBuf::from(bytes.to_vec())
 }
 
+/// The record must be the one expected next, payload intact.
+fn check(record: &Record, expected: u64) -> anyhow::Result<()> {
+    ensure!(
+        record.id == expected,
+        "expected {expected}, got {}",
+        record.id
+    );
+    ensure!(
+        record.payload == payload(record.id),
+        "payload of {} changed",
+        record.id
+    );
+    Ok(())
+}
+
 fn print_stats(label: &str, queue: &Queue<Record>) {
     let stats = queue.stats();
     println!(
@@ -81,16 +96,7 @@ fn main() -> anyhow::Result<()> {
     let mut next_report = Instant::now();
     while consumed < RECORDS / 2 {
         for record in queue.get_batch(500, Duration::from_millis(100))? {
-            ensure!(
-                record.id == consumed,
-                "expected {consumed}, got {}",
-                record.id
-            );
-            ensure!(
-                record.payload == payload(record.id),
-                "payload of {} changed",
-                record.id
-            );
+            check(&record, consumed)?;
             consumed += 1;
         }
         thread::sleep(Duration::from_micros(200));
@@ -121,17 +127,7 @@ fn resume(queue: Queue<Record>) -> anyhow::Result<()> {
         .id;
     let mut expected = first;
     for record in queue.try_iter() {
-        let record = record?;
-        ensure!(
-            record.id == expected,
-            "expected {expected}, got {}",
-            record.id
-        );
-        ensure!(
-            record.payload == payload(record.id),
-            "payload of {} changed",
-            record.id
-        );
+        check(&record?, expected)?;
         expected += 1;
     }
     queue.sync()?;

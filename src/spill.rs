@@ -110,7 +110,8 @@ pub(crate) enum Command {
 /// A failure of the writer, kept so later calls can report it.
 #[derive(Debug, Clone)]
 pub(crate) enum Failure {
-    /// Out of space (or over a file size limit): retried on the next command.
+    /// A segment could not be created or reserved (out of space, over a file size limit):
+    /// nothing was written, and the append is retried on the next command.
     NoSpace { path: PathBuf, message: String },
     /// An fsync or msync failed: writes are refused until reopened.
     Poisoned(String),
@@ -128,20 +129,15 @@ impl Failure {
         }
     }
 
+    /// An I/O error while appending (creating or reserving a segment) wrote nothing and is
+    /// retried; any failure while flushing, and anything else, poisons.
     fn from_error(error: &Error, flushing: bool) -> Self {
-        let no_space = matches!(error, Error::Io { source, .. }
-            if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)));
         match error {
-            Error::Io { path, source } if no_space && !flushing => Self::NoSpace {
+            Error::Io { path, source } if !flushing => Self::NoSpace {
                 path: path.clone(),
                 message: source.to_string(),
             },
             Error::Poisoned { cause } => Self::Poisoned(cause.clone()),
-            other if flushing => Self::Poisoned(other.to_string()),
-            Error::Io { path, source } => Self::NoSpace {
-                path: path.clone(),
-                message: source.to_string(),
-            },
             other => Self::Poisoned(other.to_string()),
         }
     }

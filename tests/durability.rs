@@ -187,6 +187,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A queue of 1000-byte items, all through disk, in 64 KiB segments.
+fn bytes_queue(dir: &Path) -> Queue<serde_bytes::ByteBuf> {
+    Queue::builder(dir)
+        .cache_size(0)
+        .segment_size(64 * 1024)
+        .open()
+        .unwrap()
+}
+
 #[test]
 fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
     let Some(disk) = SmallDisk::mount(1024 * 1024) else {
@@ -196,11 +205,7 @@ fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
     let ballast = disk.0.path().join("ballast");
     // Room enough, once the ballast goes, for what a full channel of refused appends holds.
     std::fs::write(&ballast, vec![1u8; 600 * 1024]).unwrap();
-    let queue = Queue::<serde_bytes::ByteBuf>::builder(&dir)
-        .cache_size(0)
-        .segment_size(64 * 1024)
-        .open()
-        .unwrap();
+    let queue = bytes_queue(&dir);
     let item = serde_bytes::ByteBuf::from(vec![0x5Au8; 1000]);
     let mut accepted = 0u64;
     let error = loop {
@@ -218,11 +223,7 @@ fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
     queue.put(item.clone()).unwrap();
     assert_eq!(queue.len() as u64, accepted + 1);
     queue.close().unwrap();
-    let queue = Queue::<serde_bytes::ByteBuf>::builder(&dir)
-        .cache_size(0)
-        .segment_size(64 * 1024)
-        .open()
-        .unwrap();
+    let queue = bytes_queue(&dir);
     let mut count = 0;
     while let Some(got) = queue.try_get().unwrap() {
         assert_eq!(got, item);
@@ -237,11 +238,7 @@ fn close_on_a_full_disk_reports_the_error_instead_of_waiting() {
         return;
     };
     let dir = disk.0.path().join("queue");
-    let queue = Queue::<serde_bytes::ByteBuf>::builder(&dir)
-        .cache_size(0)
-        .segment_size(64 * 1024)
-        .open()
-        .unwrap();
+    let queue = bytes_queue(&dir);
     let item = serde_bytes::ByteBuf::from(vec![0x5Au8; 1000]);
     while queue.put(item.clone()).is_ok() {}
     assert!(matches!(queue.close(), Err(Error::Io { .. })));
