@@ -55,6 +55,8 @@ pub(crate) struct Config {
     pub(crate) max_len: Option<usize>,
     pub(crate) durability: Durability,
     pub(crate) checkpoint_every_removals: u64,
+    /// The file system calls go through this (a fault-injecting layer in tests).
+    pub(crate) storage: crate::log::SharedStorage,
 }
 
 /// Opens a queue with options other than the defaults. Made by [`Queue::builder`].
@@ -102,6 +104,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
                 max_len: None,
                 durability: Durability::OnSync,
                 checkpoint_every_removals: DEFAULT_CHECKPOINT_EVERY_REMOVALS,
+                storage: crate::log::Real::shared(),
             },
             codec: Box::new(MsgPack),
         }
@@ -186,6 +189,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// ```
     pub fn checkpoint_every_removals(mut self, removals: u64) -> Self {
         self.config.checkpoint_every_removals = removals.max(1);
+        self
+    }
+
+    /// Routes the queue's file system calls through `storage` (tests only).
+    #[cfg(test)]
+    pub(crate) fn storage(mut self, storage: crate::log::SharedStorage) -> Self {
+        self.config.storage = storage;
         self
     }
 

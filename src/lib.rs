@@ -70,6 +70,8 @@ mod cache;
 mod codec;
 mod delivery;
 mod error;
+#[cfg(test)]
+mod faults;
 pub mod inspect;
 mod log;
 mod queue;

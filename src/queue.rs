@@ -7,7 +7,7 @@ use crate::codec::Codec;
 use crate::delivery::Delivery;
 use crate::error::{Error, PutTimeoutError, TryPutError};
 use crate::log::{CheckpointState, Log, LogReader};
-use crate::spill::{Batch, Command, ReadCursor, Signals, Spill};
+use crate::spill::{Batch, Command, Failure, ReadCursor, Signals, Spill};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, VecDeque};
@@ -211,7 +211,11 @@ impl<T: Send + 'static> Queue<T> {
         config: Config,
         codec: Box<dyn Codec<T>>,
     ) -> Result<Self, Error> {
-        let log = Log::open(dir, config.segment_size_bytes)?;
+        let log = Log::open_with(
+            dir,
+            config.segment_size_bytes,
+            Arc::clone(&config.storage),
+        )?;
         let next_sequence = log.next_sequence();
         let read_sequence = log.recovered_read_sequence();
         // Items that were out for acknowledgement before the cursor come first.
@@ -423,6 +427,11 @@ impl<T: Send + 'static> Queue<T> {
                 Err(NoRoom::Full) => return Err(Refused::Full(items)),
                 Err(NoRoom::Closed) => return Err(Refused::Closed(items)),
             };
+            // After a failed fsync nothing new is taken, not even into memory: it could never
+            // be made durable.
+            if let Some(failure @ Failure::Poisoned(_)) = shared.signals.failure() {
+                return Err(Refused::Failed(items, failure.to_error()));
+            }
             // Under EveryPut every item goes through disk, so the caller keeps it until it is
             // durable and gets it back if it cannot be made so.
             if !every_put && shared.routes_to_memory(&state, count) {

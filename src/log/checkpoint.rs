@@ -15,8 +15,9 @@
 )]
 
 use super::record::FORMAT_VERSION;
+use super::storage::SharedStorage;
 use crate::error::Error;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -192,6 +193,7 @@ fn read_slots(file: &File, path: &Path, existed: bool) -> Result<(u64, Loaded), 
 
 /// The open checkpoint file.
 pub(crate) struct CheckpointFile {
+    storage: SharedStorage,
     path: PathBuf,
     file: File,
     generation: u64,
@@ -199,19 +201,21 @@ pub(crate) struct CheckpointFile {
 
 impl CheckpointFile {
     /// Opens (creating if needed) the checkpoint in `dir` and reads the newest valid slot.
-    pub(crate) fn open(dir: &Path) -> Result<(Self, Loaded), Error> {
+    pub(crate) fn open(storage: SharedStorage, dir: &Path) -> Result<(Self, Loaded), Error> {
         let path = dir.join(CHECKPOINT_FILE);
         let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = storage
+            .open(&path, true, false)
             .map_err(|e| Error::io(&path, e))?;
+        if !existed {
+            // Without this, a power cut could keep the checkpoint's data but lose its name, and
+            // the queue would come back from a full scan with consumed records in it.
+            storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
         let (generation, loaded) = read_slots(&file, &path, existed)?;
         Ok((
             Self {
+                storage,
                 path,
                 file,
                 generation,
@@ -231,8 +235,8 @@ impl CheckpointFile {
             .get(usize::from(generation % 2 == 1))
             .copied()
             .unwrap_or(0);
-        self.file
-            .write_all_at(&encode_slot(generation, cursor), slot)
+        self.storage
+            .write_at(&self.file, &self.path, slot, &encode_slot(generation, cursor))
             .map_err(|e| Error::io(&self.path, e))?;
         self.generation = generation;
         Ok(())
@@ -240,7 +244,7 @@ impl CheckpointFile {
 
     /// fdatasync of the checkpoint file.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.storage.sync(&self.file, &self.path, false)
     }
 }
 
@@ -278,13 +282,13 @@ mod tests {
     #[test]
     fn newest_valid_slot_wins_and_a_torn_slot_falls_back() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut file, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        let (mut file, loaded) = CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
         assert_eq!(loaded, Loaded::Missing);
         file.write(&cursor(1)).unwrap();
         file.write(&cursor(2)).unwrap();
         file.write(&cursor(3)).unwrap();
         drop(file);
-        let (_, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        let (_, loaded) = CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
         assert_eq!(loaded, Loaded::Found(cursor(3)));
 
         // Damage the newest slot (generation 3 is in slot 1): the previous one is used.
@@ -293,12 +297,12 @@ mod tests {
         bytes[4096 + 30] ^= 0x40;
         assert_eq!(bytes.len(), 4096 + 64 + 8 * 3);
         std::fs::write(&path, &bytes).unwrap();
-        let (mut file, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        let (mut file, loaded) = CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
         assert_eq!(loaded, Loaded::Found(cursor(2)));
         // The next write goes over the damaged slot, and wins.
         file.write(&cursor(4)).unwrap();
         drop(file);
-        let (_, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        let (_, loaded) = CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
         assert_eq!(loaded, Loaded::Found(cursor(4)));
 
         // Both damaged: recovery must scan, never start empty.
@@ -306,7 +310,7 @@ mod tests {
         bytes[10] ^= 1;
         bytes[4096 + 10] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let (_, loaded) = CheckpointFile::open(dir.path()).unwrap();
+        let (_, loaded) = CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
         assert_eq!(loaded, Loaded::Damaged);
     }
 
@@ -333,7 +337,7 @@ mod tests {
         bytes[56..60].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(dir.path().join(CHECKPOINT_FILE), bytes).unwrap();
         assert!(matches!(
-            CheckpointFile::open(dir.path()),
+            CheckpointFile::open(crate::log::Real::shared(), dir.path()),
             Err(Error::UnsupportedVersion { .. })
         ));
     }

@@ -13,16 +13,22 @@ pub(crate) mod checkpoint;
 pub(crate) mod record;
 pub(crate) mod recovery;
 pub(crate) mod segment;
+pub(crate) mod storage;
 
+#[cfg(test)]
+pub(crate) mod fault;
+
+#[cfg(test)]
+mod power_cut;
 #[cfg(test)]
 mod tests;
 
 use crate::error::Error;
-use crate::sys;
 use checkpoint::{CheckpointFile, Cursor};
 use record::{Parsed, SEGMENT_HEADER_BYTES};
 pub use recovery::CheckpointState;
 use segment::{ReadSegment, WriteSegment};
+pub(crate) use storage::{Real, SharedStorage};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -51,6 +57,7 @@ pub(crate) struct Progress {
 #[derive(Debug)]
 pub(crate) struct LogShared {
     pub(crate) dir: PathBuf,
+    pub(crate) storage: SharedStorage,
     progress: Mutex<Progress>,
     /// Records found missing or damaged by readers.
     pub(crate) skipped: AtomicU64,
@@ -180,12 +187,23 @@ pub(crate) struct Log {
 
 impl Log {
     /// Opens (creating if needed) the log in `dir`: takes the directory lock, then recovers.
+    #[cfg(test)]
     pub(crate) fn open(dir: &Path, segment_size: u64) -> Result<Self, Error> {
+        Self::open_with(dir, segment_size, Real::shared())
+    }
+
+    /// [`open`](Self::open) through the given storage layer.
+    pub(crate) fn open_with(
+        dir: &Path,
+        segment_size: u64,
+        storage: SharedStorage,
+    ) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = DirectoryLock::acquire(dir)?;
-        let recovered = recovery::recover(dir, segment_size)?;
+        let recovered = recovery::recover(&storage, dir, segment_size)?;
         let last = recovered.segments.last().copied().unwrap_or(0);
         let writer = WriteSegment::open(
+            Arc::clone(&storage),
             &dir.join(segment::segment_file_name(last)),
             last,
             recovered.end_offset,
@@ -194,6 +212,7 @@ impl Log {
         let segments: VecDeque<u64> = recovered.segments.into_iter().collect();
         let shared = Arc::new(LogShared {
             dir: dir.to_owned(),
+            storage,
             progress: Mutex::new(Progress {
                 segments: segments.clone(),
                 end_sequence: recovered.next_sequence,
@@ -291,24 +310,36 @@ impl Log {
             // The segment holds no record yet (so this record is larger than a segment): grow
             // it rather than make a second segment with the same first sequence number.
             let path = self.writer.path().to_owned();
-            self.writer =
-                WriteSegment::open(&path, self.next_sequence, SEGMENT_HEADER_BYTES, size)?;
+            self.writer = WriteSegment::open(
+                Arc::clone(&self.shared.storage),
+                &path,
+                self.next_sequence,
+                SEGMENT_HEADER_BYTES,
+                size,
+            )?;
             self.shared
                 .disk_bytes
                 .fetch_add(size.saturating_sub(self.segment_size), Ordering::Relaxed);
             tracing::debug!(segment = %path.display(), size, "grew an empty segment for a large record");
             return Ok(());
         }
-        let path = segment::create(&self.shared.dir, self.next_sequence, size)?;
+        let storage = Arc::clone(&self.shared.storage);
+        let path = segment::create(storage.as_ref(), &self.shared.dir, self.next_sequence, size)?;
         // Creation fsyncs the file and the directory.
         self.shared.fsyncs.fetch_add(2, Ordering::Relaxed);
         tracing::debug!(segment = %path.display(), size, "rolled to a new segment");
-        let writer = match WriteSegment::open(&path, self.next_sequence, SEGMENT_HEADER_BYTES, size)
-        {
+        let opened = WriteSegment::open(
+            Arc::clone(&storage),
+            &path,
+            self.next_sequence,
+            SEGMENT_HEADER_BYTES,
+            size,
+        );
+        let writer = match opened {
             Ok(writer) => writer,
             Err(e) => {
                 // Leave no segment behind that readers and recovery do not know about yet.
-                let _ = std::fs::remove_file(&path);
+                let _ = storage.remove(&path);
                 return Err(e);
             }
         };
@@ -319,7 +350,8 @@ impl Log {
             if self.unsynced.len() > MAX_UNSYNCED_SEGMENTS
                 && let Some((path, file)) = self.unsynced.pop_front()
             {
-                self.shared.fsync(&path, || file.sync_data())?;
+                self.shared
+                    .fsync(&path, || storage.sync(&file, &path, false))?;
             }
         }
         self.dirty = false;
@@ -340,8 +372,10 @@ impl Log {
     /// Makes every appended record durable: fdatasync of the rolled segments and of the current
     /// one.
     pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        let storage = &self.shared.storage;
         while let Some((path, file)) = self.unsynced.front() {
-            self.shared.fsync(path, || file.sync_data())?;
+            self.shared
+                .fsync(path, || storage.sync(file, path, false))?;
             self.unsynced.pop_front();
         }
         if self.dirty {
@@ -439,7 +473,7 @@ impl Log {
             // A rolled segment with unsynced data that is now consumed needs no fsync.
             self.unsynced.retain(|(p, _)| *p != path);
             let len = std::fs::metadata(&path).map_or(0, |m| m.len());
-            match std::fs::remove_file(&path) {
+            match self.shared.storage.remove(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(&path, e)),
@@ -454,7 +488,8 @@ impl Log {
         }
         if deleted {
             let dir = &self.shared.dir;
-            self.shared.fsync(dir, || sys::sync_dir(dir))?;
+            self.shared
+                .fsync(dir, || self.shared.storage.sync_dir(dir))?;
         }
         Ok(())
     }

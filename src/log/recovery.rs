@@ -19,9 +19,10 @@ use super::record::{
     self, FORMAT_VERSION, HeaderProblem, Parsed, SEGMENT_HEADER_BYTES, SegmentHeader,
 };
 use super::segment::{self, ReadSegment, TEMP_SUFFIX};
+use super::storage::SharedStorage;
 use crate::error::Error;
-use crate::sys;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// After a run of zeros in the last segment, valid records are looked for this far on. A zeroed
 /// page in the unsynced tail (a power cut can leave one) is stepped over; past this window the
@@ -233,19 +234,23 @@ fn scan_segment(
 }
 
 /// Recovers the log in `dir` (already locked by the caller).
-pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error> {
+pub(crate) fn recover(
+    storage: &SharedStorage,
+    dir: &Path,
+    segment_size: u64,
+) -> Result<Recovered, Error> {
     let (mut segments, temps) = list_segments(dir)?;
     for temp in &temps {
-        std::fs::remove_file(temp).map_err(|e| Error::io(temp, e))?;
+        storage.remove(temp).map_err(|e| Error::io(temp, e))?;
     }
     if !temps.is_empty() {
-        sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
     hit(Step::TempFilesRemoved)?;
     for segment in &segments {
         check_header(segment)?;
     }
-    let (checkpoint, loaded) = CheckpointFile::open(dir)?;
+    let (checkpoint, loaded) = CheckpointFile::open(Arc::clone(storage), dir)?;
 
     let mut checkpoint_state = match loaded {
         Loaded::Found(_) => CheckpointState::Used,
@@ -276,9 +281,11 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
     if consumed > 0 {
         for segment in segments.drain(..consumed) {
             tracing::debug!(segment = %segment.path.display(), "deleting a segment consumed before a crash");
-            std::fs::remove_file(&segment.path).map_err(|e| Error::io(&segment.path, e))?;
+            storage
+                .remove(&segment.path)
+                .map_err(|e| Error::io(&segment.path, e))?;
         }
-        sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
     hit(Step::ConsumedSegmentsDeleted)?;
 
@@ -287,7 +294,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
             Some(Cursor { head_sequence, .. }) => (*head_sequence).max(read_sequence),
             None => read_sequence,
         };
-        let path = segment::create(dir, first, segment_size)?;
+        let path = segment::create(storage.as_ref(), dir, first, segment_size)?;
         hit(Step::FirstSegmentCreated)?;
         return Ok(Recovered {
             segments: vec![first],
@@ -371,7 +378,7 @@ pub(crate) fn recover(dir: &Path, segment_size: u64) -> Result<Recovered, Error>
         .get(last_index)
         .ok_or_else(|| Error::corrupt(dir, 0, "no segment left after recovery (internal error)"))?;
     let size = last.len.max(segment_size);
-    segment::cut(&last.path, offset as u64, size)?;
+    segment::cut(storage.as_ref(), &last.path, offset as u64, size)?;
     hit(Step::TailReserved)?;
 
     let disk_bytes = segments.iter().take(last_index).map(|s| s.len).sum::<u64>() + size;

@@ -17,10 +17,10 @@
 //! Files changed by a process that ignores the lock are outside what spillq can defend against.
 
 use super::record::{self, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader};
+use super::storage::{SharedStorage, Storage};
 use crate::error::Error;
-use crate::sys;
 use memmap2::{Mmap, MmapMut, UncheckedAdvice};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -55,38 +55,41 @@ fn page_size() -> usize {
 /// Creates the segment for `first_sequence` of `size_bytes` bytes: written under a temporary
 /// name, reserved, given its header, fsynced, renamed into place and the directory fsynced, so a
 /// segment file that exists under its real name always has a whole header and its space.
-pub(crate) fn create(dir: &Path, first_sequence: u64, size_bytes: u64) -> Result<PathBuf, Error> {
+pub(crate) fn create(
+    storage: &dyn Storage,
+    dir: &Path,
+    first_sequence: u64,
+    size_bytes: u64,
+) -> Result<PathBuf, Error> {
     let path = dir.join(segment_file_name(first_sequence));
     let temp = dir.join(format!(
         "{}{TEMP_SUFFIX}",
         segment_file_name(first_sequence)
     ));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)
+    let file = storage
+        .open(&temp, true, true)
         .map_err(|e| Error::io(&temp, e))?;
     let result = (|| {
-        sys::reserve(&file, size_bytes)?;
+        storage.reserve(&file, &temp, size_bytes)?;
         let header = SegmentHeader {
             version: record::FORMAT_VERSION,
             first_sequence,
         }
         .encode();
-        std::os::unix::fs::FileExt::write_all_at(&file, &header, 0)?;
-        file.sync_all()
+        storage.write_at(&file, &temp, 0, &header)?;
+        storage.sync(&file, &temp, true)
     })();
     if let Err(e) = result {
         drop(file);
         // Leave no half-made segment behind; a leftover would be deleted on open anyway.
-        let _ = std::fs::remove_file(&temp);
+        let _ = storage.remove(&temp);
         return Err(Error::io(&temp, e));
     }
     drop(file);
-    std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))?;
-    sys::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    storage
+        .rename(&temp, &path)
+        .map_err(|e| Error::io(&path, e))?;
+    storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok(path)
 }
 
@@ -102,24 +105,31 @@ pub(crate) fn read_header(path: &Path) -> io::Result<Vec<u8>> {
 /// Cuts a segment at `offset` (everything from there on becomes zeros) and reserves it back to
 /// `size_bytes`, then fsyncs it. Used by recovery on the last segment, before anything maps it,
 /// so stale bytes past the end of valid data can never be read as records later.
-pub(crate) fn cut(path: &Path, offset: u64, size_bytes: u64) -> Result<(), Error> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+pub(crate) fn cut(
+    storage: &dyn Storage,
+    path: &Path,
+    offset: u64,
+    size_bytes: u64,
+) -> Result<(), Error> {
+    let file = storage
+        .open(path, false, false)
         .map_err(|e| Error::io(path, e))?;
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "recovery cuts the tail before any map of this file exists (see module docs)"
-    )]
-    let shrink = file.set_len(offset);
-    shrink.map_err(|e| Error::io(path, e))?;
+    // Recovery cuts the tail before any map of this file exists (see module docs).
+    storage
+        .truncate(&file, path, offset)
+        .map_err(|e| Error::io(path, e))?;
     super::recovery::crash_point::hit(super::recovery::crash_point::Step::TailCut)?;
-    sys::reserve(&file, size_bytes).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(path, e))
+    storage
+        .reserve(&file, path, size_bytes)
+        .map_err(|e| Error::io(path, e))?;
+    storage
+        .sync(&file, path, true)
+        .map_err(|e| Error::io(path, e))
 }
 
 /// The segment the writer appends to.
 pub(crate) struct WriteSegment {
+    storage: SharedStorage,
     path: PathBuf,
     file: File,
     map: MmapMut,
@@ -133,19 +143,20 @@ pub(crate) struct WriteSegment {
 impl WriteSegment {
     /// Maps `path` for appending at `offset`, reserving it to at least `size_bytes` first.
     pub(crate) fn open(
+        storage: SharedStorage,
         path: &Path,
         first_sequence: u64,
         offset: usize,
         size_bytes: u64,
     ) -> Result<Self, Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+        let file = storage
+            .open(path, false, false)
             .map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let len = len.max(size_bytes);
-        sys::reserve(&file, len).map_err(|e| Error::io(path, e))?;
+        storage
+            .reserve(&file, path, len)
+            .map_err(|e| Error::io(path, e))?;
         #[expect(
             clippy::disallowed_methods,
             reason = "the one writable map: reserved just above, never shrunk while mapped"
@@ -163,6 +174,7 @@ impl WriteSegment {
         }
         let released = offset - offset % page_size();
         Ok(Self {
+            storage,
             path: path.to_owned(),
             file,
             map,
@@ -208,6 +220,9 @@ impl WriteSegment {
             slot.copy_from_slice(payload);
         }
         // Padding is already zero: the file was reserved zero-filled and is written once.
+        if let Some(written) = self.map.get(start..start + size) {
+            self.storage.wrote_mapped(&self.path, start as u64, written);
+        }
         self.written = start + size;
         if self.written - self.released >= 2 * RELEASE_STEP_BYTES {
             self.release(self.written - RELEASE_STEP_BYTES);
@@ -216,7 +231,7 @@ impl WriteSegment {
 
     /// fdatasync: every record written so far reaches stable storage.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.storage.sync(&self.file, &self.path, false)
     }
 
     /// A handle to fsync this segment later, after it is unmapped.
