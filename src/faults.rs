@@ -126,16 +126,24 @@ fn run(queue: &Queue<u64>, durability: Durability, steps: &[Step]) -> Promised {
 
 /// Reopens `dir` on the real file system and checks what comes out against the promises.
 fn check(dir: &Path, p: &Promised) -> Result<(), TestCaseError> {
-    let queue: Queue<u64> = Queue::open(dir)
-        .map_err(|e| TestCaseError::fail(format!("reopen failed: {e}")))?;
+    let queue: Queue<u64> =
+        Queue::open(dir).map_err(|e| TestCaseError::fail(format!("reopen failed: {e}")))?;
     let items: Vec<u64> = queue.try_iter().map(Result::unwrap).collect();
-    prop_assert!(items.windows(2).all(|w| w[0] < w[1]), "out of order or duplicated: {items:?}");
     prop_assert!(
-        items.iter().all(|&id| id >= p.synced_removed_end && id < p.tried_end),
+        items.windows(2).all(|w| w[0] < w[1]),
+        "out of order or duplicated: {items:?}"
+    );
+    prop_assert!(
+        items
+            .iter()
+            .all(|&id| id >= p.synced_removed_end && id < p.tried_end),
         "an id that was removed before a sync, or never put: {items:?}, {p:?}"
     );
     for id in p.removed_end..p.durable_put_end {
-        prop_assert!(items.binary_search(&id).is_ok(), "lost {id}: {items:?}, {p:?}");
+        prop_assert!(
+            items.binary_search(&id).is_ok(),
+            "lost {id}: {items:?}, {p:?}"
+        );
     }
     queue.close().unwrap();
     Ok(())
@@ -213,15 +221,25 @@ fn a_failed_fsync_refuses_writes_until_the_queue_is_reopened() {
         matches!(failed, Err(Error::Io { .. } | Error::Poisoned { .. })),
         "{failed:?}"
     );
+    assert_eq!(storage.failed(), 1);
     // Every write is refused now, into memory as well as to disk, and so is sync.
     assert!(matches!(queue.put(20), Err(Error::Poisoned { .. })));
-    assert!(matches!(queue.put_all([20, 21]), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        queue.put_all([20, 21]),
+        Err(Error::Poisoned { .. })
+    ));
     assert!(matches!(queue.sync(), Err(Error::Poisoned { .. })));
     assert!(queue.close().is_err());
     drop(queue);
 
     // Reopened, the queue works again, with everything the sync before the failure covered.
-    let queue = open(dir.path(), 4, Durability::OnSync, Arc::new(Faulty::over(dir.path()))).unwrap();
+    let queue = open(
+        dir.path(),
+        4,
+        Durability::OnSync,
+        Arc::new(Faulty::over(dir.path())),
+    )
+    .unwrap();
     let items: Vec<u64> = queue.try_iter().map(Result::unwrap).collect();
     assert_eq!(items.get(..10), Some(&(0..10).collect::<Vec<_>>()[..]));
     assert!(items.windows(2).all(|w| w[0] < w[1]));

@@ -211,11 +211,7 @@ impl<T: Send + 'static> Queue<T> {
         config: Config,
         codec: Box<dyn Codec<T>>,
     ) -> Result<Self, Error> {
-        let log = Log::open_with(
-            dir,
-            config.segment_size_bytes,
-            Arc::clone(&config.storage),
-        )?;
+        let log = Log::open_with(dir, config.segment_size_bytes, Arc::clone(&config.storage))?;
         let next_sequence = log.next_sequence();
         let read_sequence = log.recovered_read_sequence();
         // Items that were out for acknowledgement before the cursor come first.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{drain, open_with, read_then_kill, spawn_child};
+use common::{Mount, drain, open_with, read_then_kill, spawn_child};
 use spillq::{Durability, Error, Queue};
 use std::path::Path;
 use std::thread;
@@ -159,34 +159,6 @@ fn an_interval_tick_writes_what_sat_in_memory() {
     assert_eq!(drain(&queue), (0..100).collect::<Vec<_>>());
 }
 
-/// A tmpfs of `bytes`, unmounted on drop; `None` (saying why) where mounting is not allowed.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    fn mount(bytes: u64) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            println!("skipped: cannot mount a tmpfs here (needs root)");
-            return None;
-        }
-        Some(Self(dir))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 /// A queue of 1000-byte items, all through disk, in 64 KiB segments.
 fn bytes_queue(dir: &Path) -> Queue<serde_bytes::ByteBuf> {
     Queue::builder(dir)
@@ -198,11 +170,11 @@ fn bytes_queue(dir: &Path) -> Queue<serde_bytes::ByteBuf> {
 
 #[test]
 fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
-    let Some(disk) = SmallDisk::mount(1024 * 1024) else {
+    let Some(disk) = Mount::tmpfs(1024 * 1024) else {
         return;
     };
-    let dir = disk.0.path().join("queue");
-    let ballast = disk.0.path().join("ballast");
+    let dir = disk.dir.path().join("queue");
+    let ballast = disk.dir.path().join("ballast");
     // Room enough, once the ballast goes, for what a full channel of refused appends holds.
     std::fs::write(&ballast, vec![1u8; 600 * 1024]).unwrap();
     let queue = bytes_queue(&dir);
@@ -234,10 +206,10 @@ fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
 
 #[test]
 fn close_on_a_full_disk_reports_the_error_instead_of_waiting() {
-    let Some(disk) = SmallDisk::mount(256 * 1024) else {
+    let Some(disk) = Mount::tmpfs(256 * 1024) else {
         return;
     };
-    let dir = disk.0.path().join("queue");
+    let dir = disk.dir.path().join("queue");
     let queue = bytes_queue(&dir);
     let item = serde_bytes::ByteBuf::from(vec![0x5Au8; 1000]);
     while queue.put(item.clone()).is_ok() {}

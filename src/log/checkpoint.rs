@@ -236,7 +236,12 @@ impl CheckpointFile {
             .copied()
             .unwrap_or(0);
         self.storage
-            .write_at(&self.file, &self.path, slot, &encode_slot(generation, cursor))
+            .write_at(
+                &self.file,
+                &self.path,
+                slot,
+                &encode_slot(generation, cursor),
+            )
             .map_err(|e| Error::io(&self.path, e))?;
         self.generation = generation;
         Ok(())
@@ -282,7 +287,8 @@ mod tests {
     #[test]
     fn newest_valid_slot_wins_and_a_torn_slot_falls_back() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut file, loaded) = CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
+        let (mut file, loaded) =
+            CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
         assert_eq!(loaded, Loaded::Missing);
         file.write(&cursor(1)).unwrap();
         file.write(&cursor(2)).unwrap();
@@ -297,7 +303,8 @@ mod tests {
         bytes[4096 + 30] ^= 0x40;
         assert_eq!(bytes.len(), 4096 + 64 + 8 * 3);
         std::fs::write(&path, &bytes).unwrap();
-        let (mut file, loaded) = CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
+        let (mut file, loaded) =
+            CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();
         assert_eq!(loaded, Loaded::Found(cursor(2)));
         // The next write goes over the damaged slot, and wins.
         file.write(&cursor(4)).unwrap();

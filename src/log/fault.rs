@@ -147,11 +147,6 @@ impl Faulty {
         self.model.lock().unwrap().fail_next_sync = true;
     }
 
-    /// Calls made so far.
-    pub(crate) fn calls(&self) -> u64 {
-        self.model.lock().unwrap().calls
-    }
-
     /// Calls that were made to fail.
     pub(crate) fn failed(&self) -> u64 {
         self.model.lock().unwrap().failed

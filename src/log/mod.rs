@@ -28,12 +28,12 @@ use checkpoint::{CheckpointFile, Cursor};
 use record::{Parsed, SEGMENT_HEADER_BYTES};
 pub use recovery::CheckpointState;
 use segment::{ReadSegment, WriteSegment};
-pub(crate) use storage::{Real, SharedStorage};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use storage::{Real, SharedStorage};
 
 /// Name of the lock file in a queue directory.
 pub(crate) const LOCK_FILE: &str = "lock";
@@ -120,11 +120,17 @@ impl DirectoryLock {
             }
             open.push(path.clone());
         }
-        // From here on, dropping `guard` takes the entry out again.
-        let guard = Self {
-            path,
-            _file: Self::open_file(dir)?,
+        let file = match Self::open_file(dir) {
+            Ok(file) => file,
+            Err(e) => {
+                // Take the entry out again, or this process could never open the directory.
+                let mut open = OPEN_DIRECTORIES.lock().unwrap_or_else(|e| e.into_inner());
+                open.retain(|p| *p != path);
+                return Err(e);
+            }
         };
+        // From here on, dropping `guard` takes the entry out again.
+        let guard = Self { path, _file: file };
         let deadline = std::time::Instant::now() + LOCK_GRACE;
         loop {
             match guard._file.try_lock() {

@@ -108,7 +108,11 @@ fn read_all(log: &Log) -> Vec<u64> {
     while reader.expected() < log.next_sequence() {
         reader
             .read_batch(64, |sequence, bytes| {
-                assert_eq!(bytes, payload(sequence).as_slice(), "record {sequence} damaged");
+                assert_eq!(
+                    bytes,
+                    payload(sequence).as_slice(),
+                    "record {sequence} damaged"
+                );
                 sequences.push(sequence);
             })
             .unwrap();
@@ -127,8 +131,14 @@ fn check(dir: &Path, segment_size: u64, promised: &Promised) -> Result<(), TestC
         promised.max_read_written
     );
     let sequences = read_all(&log);
-    prop_assert!(sequences.windows(2).all(|w| w[0] < w[1]), "out of order: {sequences:?}");
-    prop_assert!(sequences.first().is_none_or(|&s| s >= read), "a removed record came back");
+    prop_assert!(
+        sequences.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {sequences:?}"
+    );
+    prop_assert!(
+        sequences.first().is_none_or(|&s| s >= read),
+        "a removed record came back"
+    );
     for sequence in read..promised.synced_end {
         prop_assert!(
             sequences.binary_search(&sequence).is_ok(),

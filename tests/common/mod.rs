@@ -86,3 +86,82 @@ pub fn read_then_kill(mut child: Child, mut each: impl FnMut(&str) -> bool) {
     }
     child.wait().unwrap();
 }
+
+/// Runs a command; whether it succeeded (its error output is dropped).
+pub fn run(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A file system mounted at a new directory for one test, unmounted on drop. `None` (with the
+/// reason printed) where mounting is not allowed, as for a user who is not root.
+pub struct Mount {
+    /// The mount point.
+    pub dir: tempfile::TempDir,
+    /// The ext4 image behind a loop mount, if any.
+    image: Option<tempfile::NamedTempFile>,
+}
+
+impl Mount {
+    /// A tmpfs of `bytes`.
+    pub fn tmpfs(bytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let size = format!("size={bytes}");
+        let path = dir.path().to_str().unwrap();
+        if !run("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", path]) {
+            println!("skipped: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(Self { dir, image: None })
+    }
+
+    /// A fresh ext4 file system of `bytes` in an image file, mounted through a loop device.
+    pub fn ext4(bytes: u64) -> Option<Self> {
+        let image = tempfile::NamedTempFile::new().unwrap();
+        let image_path = image.path().to_str().unwrap().to_owned();
+        assert!(run("truncate", &["-s", &bytes.to_string(), &image_path]));
+        if !run("mkfs.ext4", &["-q", "-F", &image_path]) {
+            println!("skipped: mkfs.ext4 failed or is missing (Debian package e2fsprogs)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mount = Self {
+            dir,
+            image: Some(image),
+        };
+        if !mount.mount_image("rw") {
+            println!("skipped: cannot mount an ext4 image through a loop device here (needs root)");
+            return None;
+        }
+        Some(mount)
+    }
+
+    fn mount_image(&self, options: &str) -> bool {
+        let image = self.image.as_ref().unwrap().path().to_str().unwrap();
+        let options = format!("loop,{options}");
+        run(
+            "mount",
+            &["-o", &options, image, self.dir.path().to_str().unwrap()],
+        )
+    }
+
+    /// Unmounts and mounts the image again (after a shutdown, what reached the disk is what
+    /// the file system shows), with mount `options` such as `rw` or `ro`.
+    pub fn remount(&self, options: &str) {
+        assert!(
+            run("umount", &[self.dir.path().to_str().unwrap()]),
+            "umount failed"
+        );
+        assert!(self.mount_image(options), "mount again failed");
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = run("umount", &[self.dir.path().to_str().unwrap()]);
+    }
+}
