@@ -248,3 +248,32 @@ fn a_failed_fsync_refuses_writes_until_the_queue_is_reopened() {
     assert_eq!(queue.try_get().unwrap(), Some(20));
     queue.close().unwrap();
 }
+
+/// A checkpoint created by `open` (a new queue, or one whose checkpoint was lost) must have its
+/// directory entry fsynced: else a power cut after a `sync` keeps the segments but loses the
+/// checkpoint's name, and the items whose removal that `sync` covered come back.
+#[test]
+fn a_power_cut_keeps_a_checkpoint_that_open_created() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("running");
+    let queue = open(&dir, 0, Durability::OnSync, Arc::new(Faulty::default())).unwrap();
+    queue.put_all(0..20).unwrap();
+    queue.close().unwrap();
+    drop(queue);
+    std::fs::remove_file(dir.join("checkpoint")).unwrap();
+
+    let storage = Arc::new(Faulty::over(&dir));
+    let queue = open(&dir, 0, Durability::OnSync, Arc::clone(&storage)).unwrap();
+    for id in 0..7 {
+        assert_eq!(queue.try_get().unwrap(), Some(id));
+    }
+    queue.sync().unwrap();
+    storage.cut_now();
+    drop(queue);
+    let image = root.path().join("after-cut");
+    std::fs::create_dir(&image).unwrap();
+    storage.power_cut_image(&image, Tear::DropAll);
+    let queue: Queue<u64> = Queue::open(&image).unwrap();
+    let items: Vec<u64> = queue.try_iter().map(Result::unwrap).collect();
+    assert_eq!(items, (7..20).collect::<Vec<_>>());
+}
