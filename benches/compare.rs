@@ -1,0 +1,1057 @@
+//! The comparison harness: spillq side by side with the queues a Rust user would pick instead,
+//! and with the limits of the machine, in one run. `cargo bench --bench compare`.
+//!
+//! Every run is a child process (this binary, re-run with `--child`), so each gets a fresh heap
+//! and its peak RSS is measured (`wait4`). Every run checks order and count on the way out.
+//! Figures are medians of `SPILLQ_BENCH_RUNS` runs (default 3). Options after `--`:
+//! - `--quick`: a hundredth of the items, one run (a smoke test of the harness);
+//! - `--only NAME`: only the workloads whose name contains NAME;
+//! - `--json PATH`: also write the medians as JSON lines;
+//! - `--svg PATH`: also draw the ratios to spillq as an SVG chart.
+//!
+//! The record is `{ id: u64, payload: 92 bytes }`, the payload a `serde_bytes::ByteBuf` of
+//! incompressible bytes. Queues that store bytes get it encoded with MessagePack, as spillq's
+//! default codec does.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Bytes of data in one record: the id and the payload.
+const RECORD_BYTES: f64 = 100.0;
+const PAYLOAD_BYTES: usize = 92;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Record {
+    id: u64,
+    payload: ByteBuf,
+}
+
+/// Incompressible payloads, generated once: records take one of them by id, so making a
+/// record is an allocation and a copy, the same for every queue.
+struct Payloads(Vec<[u8; PAYLOAD_BYTES]>);
+
+impl Payloads {
+    fn new() -> Self {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        Self(
+            (0..1024)
+                .map(|_| {
+                    let mut bytes = [0u8; PAYLOAD_BYTES];
+                    for chunk in bytes.chunks_mut(8) {
+                        let word = next().to_le_bytes();
+                        chunk.copy_from_slice(&word[..chunk.len()]);
+                    }
+                    bytes
+                })
+                .collect(),
+        )
+    }
+
+    fn record(&self, id: u64) -> Record {
+        Record {
+            id,
+            payload: ByteBuf::from(self.0[(id % 1024) as usize].to_vec()),
+        }
+    }
+
+    fn check(&self, record: &Record) {
+        assert_eq!(
+            record.payload.as_slice(),
+            &self.0[(record.id % 1024) as usize][..],
+            "record {} came out with other bytes",
+            record.id
+        );
+    }
+}
+
+fn encode(record: &Record) -> Vec<u8> {
+    rmp_serde::to_vec(record).unwrap()
+}
+
+fn decode(bytes: &[u8]) -> Record {
+    rmp_serde::from_slice(bytes).unwrap()
+}
+
+/// Ids of producer `p` of `producers`: p, p + producers, p + 2 producers, ...; consumers check
+/// that each producer's ids come in order.
+struct OrderCheck {
+    last: Vec<Option<u64>>,
+    count: u64,
+}
+
+impl OrderCheck {
+    fn new(producers: u64) -> Self {
+        Self {
+            last: vec![None; producers as usize],
+            count: 0,
+        }
+    }
+
+    fn see(&mut self, payloads: &Payloads, record: &Record) {
+        payloads.check(record);
+        let producers = self.last.len() as u64;
+        let slot = &mut self.last[(record.id % producers) as usize];
+        assert!(
+            slot.is_none_or(|last| record.id > last),
+            "record {} out of order",
+            record.id
+        );
+        *slot = Some(record.id);
+        self.count += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The queues, behind one small interface for the throughput workloads.
+
+/// A queue under test. `put` and `take` may be called from several threads (the queue is
+/// shared by `Arc`); queues that only allow one sender or receiver say so in `Peer::mpmc`.
+trait Queue: Send + Sync {
+    fn put(&self, records: Vec<Record>);
+    /// Takes up to `max` records, waiting for at least one; `None` once the queue says there
+    /// will be no more.
+    fn take(&self, max: usize) -> Vec<Record>;
+    /// Called by a producer after its last `put`: makes what it put visible to consumers.
+    fn flush(&self) {}
+}
+
+struct Spillq {
+    queue: spillq::Queue<Record>,
+}
+
+impl Queue for Spillq {
+    fn put(&self, records: Vec<Record>) {
+        if records.len() == 1 {
+            for record in records {
+                self.queue.put(record).unwrap();
+            }
+        } else {
+            self.queue.put_all(records).unwrap();
+        }
+    }
+
+    fn take(&self, max: usize) -> Vec<Record> {
+        if max == 1 {
+            vec![self.queue.get().unwrap()]
+        } else {
+            self.queue.get_batch(max, Duration::from_secs(60)).unwrap()
+        }
+    }
+}
+
+struct Crossbeam {
+    send: crossbeam_channel::Sender<Record>,
+    receive: crossbeam_channel::Receiver<Record>,
+}
+
+impl Queue for Crossbeam {
+    fn put(&self, records: Vec<Record>) {
+        for record in records {
+            self.send.send(record).unwrap();
+        }
+    }
+
+    fn take(&self, max: usize) -> Vec<Record> {
+        let first = self.receive.recv().unwrap();
+        let mut out = vec![first];
+        out.extend(self.receive.try_iter().take(max - 1));
+        out
+    }
+}
+
+/// hopper: one sender (cloneable) and one receiver; both take `&mut self`.
+struct Hopper {
+    send: Mutex<hopper::Sender<Record>>,
+    receive: Mutex<hopper::Receiver<Record>>,
+    /// A producer has finished: from now on the consumer flushes before each receive.
+    finished: AtomicBool,
+}
+
+impl Queue for Hopper {
+    fn put(&self, records: Vec<Record>) {
+        let mut send = self.send.lock().unwrap();
+        for record in records {
+            if send.send(record).is_err() {
+                panic!("hopper refused a record");
+            }
+        }
+    }
+
+    /// hopper keeps records that went to disk out of the receiver's sight until a flush finds
+    /// room in its memory buffer for a marker; a flush with no room fails, and is tried again
+    /// by the consumer.
+    fn flush(&self) {
+        self.finished.store(true, Ordering::Release);
+        let _ = self.send.lock().unwrap().flush();
+    }
+
+    fn take(&self, _max: usize) -> Vec<Record> {
+        if self.finished.load(Ordering::Acquire) {
+            // Else records stranded on disk would wait for a producer that has gone.
+            let _ = self.send.lock().unwrap().flush();
+        }
+        // hopper's iterator blocks, and has no batch form: one at a time.
+        let mut receive = self.receive.lock().unwrap();
+        vec![receive.iter().next().unwrap()]
+    }
+}
+
+/// yaque: an async sender and receiver, driven with `futures::executor::block_on`.
+struct Yaque {
+    send: Mutex<yaque::Sender>,
+    receive: Mutex<yaque::Receiver>,
+}
+
+impl Queue for Yaque {
+    fn put(&self, records: Vec<Record>) {
+        let mut send = self.send.lock().unwrap();
+        if records.len() == 1 {
+            futures::executor::block_on(send.send(encode(&records[0]))).unwrap();
+        } else {
+            let encoded: Vec<Vec<u8>> = records.iter().map(encode).collect();
+            futures::executor::block_on(send.send_batch(encoded)).unwrap();
+        }
+    }
+
+    fn take(&self, max: usize) -> Vec<Record> {
+        let mut receive = self.receive.lock().unwrap();
+        if max == 1 {
+            let guard = futures::executor::block_on(receive.recv()).unwrap();
+            let record = decode(&guard);
+            guard.commit().unwrap();
+            vec![record]
+        } else {
+            let guard = futures::executor::block_on(receive.recv_batch_up_to(max)).unwrap();
+            let records = guard.iter().map(|b| decode(b)).collect();
+            guard.commit().unwrap();
+            records
+        }
+    }
+}
+
+/// queue-file: one file, `&mut self`, so a mutex around it; consumers poll.
+struct QueueFile(Mutex<queue_file::QueueFile>);
+
+impl Queue for QueueFile {
+    fn put(&self, records: Vec<Record>) {
+        let mut queue = self.0.lock().unwrap();
+        if records.len() == 1 {
+            queue.add(&encode(&records[0])).unwrap();
+        } else {
+            queue.add_n(records.iter().map(encode)).unwrap();
+        }
+    }
+
+    fn take(&self, max: usize) -> Vec<Record> {
+        loop {
+            let mut queue = self.0.lock().unwrap();
+            let records: Vec<Record> = queue.iter().take(max).map(|b| decode(&b)).collect();
+            if !records.is_empty() {
+                queue.remove_n(records.len()).unwrap();
+                return records;
+            }
+            drop(queue);
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// disk-queue: `&self` methods; consumers poll.
+struct DiskQueue(disk_queue::DiskQueue);
+
+impl Queue for DiskQueue {
+    fn put(&self, records: Vec<Record>) {
+        for record in &records {
+            self.0.enqueue(encode(record));
+        }
+    }
+
+    fn take(&self, max: usize) -> Vec<Record> {
+        loop {
+            let mut out = Vec::new();
+            while out.len() < max {
+                match self.0.dequeue() {
+                    Some(bytes) => out.push(decode(&bytes)),
+                    None => break,
+                }
+            }
+            if !out.is_empty() {
+                return out;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// The queues, by name, each opened in `dir` with room for `cache` records in memory.
+fn open_peer(name: &str, dir: &Path, cache: usize) -> Box<dyn Queue> {
+    match name {
+        "spillq" | "spillq-batch" => Box::new(Spillq {
+            queue: spillq::Queue::builder(dir)
+                .cache_size(cache)
+                .open()
+                .unwrap(),
+        }),
+        "crossbeam" => {
+            let (send, receive) = crossbeam_channel::bounded(cache);
+            Box::new(Crossbeam { send, receive })
+        }
+        "hopper" | "hopper-default" => {
+            let memory = if name == "hopper" {
+                cache * std::mem::size_of::<Record>()
+            } else {
+                0x100_000
+            };
+            let (send, receive) =
+                hopper::channel_with_explicit_capacity("bench", dir, memory, 64 << 20, usize::MAX)
+                    .unwrap();
+            Box::new(Hopper {
+                send: Mutex::new(send),
+                receive: Mutex::new(receive),
+                finished: AtomicBool::new(false),
+            })
+        }
+        "yaque" | "yaque-batch" => {
+            let (send, receive) = yaque::channel(dir).unwrap();
+            Box::new(Yaque {
+                send: Mutex::new(send),
+                receive: Mutex::new(receive),
+            })
+        }
+        "queue-file" | "queue-file-batch" | "queue-file-sync" => {
+            let mut queue = queue_file::QueueFile::open(dir.join("queue")).unwrap();
+            queue.set_sync_writes(name == "queue-file-sync");
+            Box::new(QueueFile(Mutex::new(queue)))
+        }
+        "disk-queue" => Box::new(DiskQueue(disk_queue::DiskQueue::open(
+            dir.join("queue").to_str().unwrap(),
+        ))),
+        other => panic!("no queue named {other}"),
+    }
+}
+
+/// Whether the peer's fastest mode moves records in batches.
+fn batch_size(name: &str) -> usize {
+    if name.ends_with("-batch") { 256 } else { 1 }
+}
+
+/// Peers with one receiver only (or one sender).
+fn single_consumer(name: &str) -> bool {
+    name.starts_with("hopper")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads, as run inside a child.
+
+/// Producers and consumers at once: `producers` threads put `n` records in all, as many
+/// consumers take them. Returns seconds.
+fn run_concurrent(peer: &str, dir: &Path, cache: usize, n: u64, threads: u64) -> f64 {
+    let payloads = Arc::new(Payloads::new());
+    let queue: Arc<dyn Queue> = Arc::from(open_peer(peer, dir, cache));
+    let batch = batch_size(peer);
+    let consumers = if single_consumer(peer) { 1 } else { threads };
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for p in 0..threads {
+        let (queue, payloads) = (Arc::clone(&queue), Arc::clone(&payloads));
+        handles.push(std::thread::spawn(move || {
+            let mine: Vec<u64> = (p..n).step_by(threads as usize).collect();
+            for chunk in mine.chunks(batch) {
+                queue.put(chunk.iter().map(|&id| payloads.record(id)).collect());
+            }
+            queue.flush();
+            0
+        }));
+    }
+    let share = n / consumers;
+    for c in 0..consumers {
+        let (queue, payloads) = (Arc::clone(&queue), Arc::clone(&payloads));
+        let take = if c == consumers - 1 {
+            n - share * (consumers - 1)
+        } else {
+            share
+        };
+        handles.push(std::thread::spawn(move || {
+            let mut check = OrderCheck::new(threads);
+            while check.count < take {
+                let want = batch.min((take - check.count) as usize);
+                for record in queue.take(want) {
+                    check.see(&payloads, &record);
+                }
+            }
+            check.count
+        }));
+    }
+    let taken: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(taken, n, "{peer}: count");
+    seconds
+}
+
+/// Puts all `n` records, then takes them all.
+fn run_sequential(peer: &str, dir: &Path, cache: usize, n: u64) -> f64 {
+    let payloads = Payloads::new();
+    let queue = open_peer(peer, dir, cache);
+    let batch = batch_size(peer);
+    let started = Instant::now();
+    let ids: Vec<u64> = (0..n).collect();
+    for chunk in ids.chunks(batch) {
+        queue.put(chunk.iter().map(|&id| payloads.record(id)).collect());
+    }
+    queue.flush();
+    let mut check = OrderCheck::new(1);
+    while check.count < n {
+        let want = batch.min((n - check.count) as usize);
+        for record in queue.take(want) {
+            check.see(&payloads, &record);
+        }
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// The bare append log: length-prefixed records through a buffered writer into one file,
+/// then read back; with `sync_every`, an fdatasync after that many records.
+fn run_bare_log(dir: &Path, n: u64, sync_every: Option<u64>) -> f64 {
+    let payloads = Payloads::new();
+    let path = dir.join("log");
+    let started = Instant::now();
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = BufWriter::with_capacity(1 << 16, file);
+    for id in 0..n {
+        let record = payloads.record(id);
+        writer.write_all(&100u32.to_le_bytes()).unwrap();
+        writer.write_all(&record.id.to_le_bytes()).unwrap();
+        writer.write_all(&record.payload).unwrap();
+        if let Some(every) = sync_every
+            && (id + 1) % every == 0
+        {
+            writer.flush().unwrap();
+            writer.get_ref().sync_data().unwrap();
+        }
+    }
+    writer.flush().unwrap();
+    drop(writer);
+    if sync_every.is_some() {
+        // Only the write side: this figure is the bound for durable appends.
+        return started.elapsed().as_secs_f64();
+    }
+    let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(&path).unwrap());
+    let mut check = OrderCheck::new(1);
+    let mut frame = [0u8; 104];
+    for _ in 0..n {
+        reader.read_exact(&mut frame).unwrap();
+        let record = Record {
+            id: u64::from_le_bytes(frame[4..12].try_into().unwrap()),
+            payload: ByteBuf::from(frame[12..].to_vec()),
+        };
+        check.see(&payloads, &record);
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// `EveryPut` puts from `threads` threads, `n` in all (or `put_all` batches of `batch`).
+fn run_durable_spillq(dir: &Path, n: u64, threads: u64, batch: usize) -> f64 {
+    let payloads = Arc::new(Payloads::new());
+    let queue = Arc::new(
+        spillq::Queue::<Record>::builder(dir)
+            .durability(spillq::Durability::EveryPut)
+            .open()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|p| {
+            let (queue, payloads) = (Arc::clone(&queue), Arc::clone(&payloads));
+            std::thread::spawn(move || {
+                let mine: Vec<u64> = (p..n).step_by(threads as usize).collect();
+                for chunk in mine.chunks(batch) {
+                    if batch == 1 {
+                        queue.put(payloads.record(chunk[0])).unwrap();
+                    } else {
+                        queue
+                            .put_all(chunk.iter().map(|&id| payloads.record(id)))
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut check = OrderCheck::new(threads);
+    while check.count < n {
+        for record in queue.get_batch(1024, Duration::ZERO).unwrap() {
+            check.see(&payloads, &record);
+        }
+    }
+    seconds
+}
+
+/// queue-file with a sync after every add (its default), or `add_n` batches.
+fn run_durable_queue_file(dir: &Path, n: u64, batch: usize) -> f64 {
+    let payloads = Payloads::new();
+    let mut queue = queue_file::QueueFile::open(dir.join("queue")).unwrap();
+    queue.set_sync_writes(true);
+    let started = Instant::now();
+    let ids: Vec<u64> = (0..n).collect();
+    for chunk in ids.chunks(batch) {
+        queue
+            .add_n(chunk.iter().map(|&id| encode(&payloads.record(id))))
+            .unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(queue.size() as u64, n);
+    seconds
+}
+
+/// Median latency of appending 4 KiB and fdatasync, over `n` appends.
+fn run_fdatasync_latency(dir: &Path, n: u64) -> f64 {
+    let file = std::fs::File::create(dir.join("sync")).unwrap();
+    let block = vec![0x5Au8; 4096];
+    let mut samples = Vec::new();
+    for i in 0..n {
+        let started = Instant::now();
+        file.write_all_at(&block, i * 4096).unwrap();
+        file.sync_data().unwrap();
+        samples.push(started.elapsed().as_secs_f64());
+    }
+    median(&mut samples)
+}
+
+/// Fills a queue with `n` records and a sync, puts a few more unsynced, says `READY`, and
+/// waits to be killed.
+fn run_fill_and_wait(dir: &Path, n: u64) -> ! {
+    let payloads = Payloads::new();
+    let queue = spillq::Queue::<Record>::open(dir).unwrap();
+    let have = queue.len() as u64;
+    let ids: Vec<u64> = (have..n.max(have)).collect();
+    for chunk in ids.chunks(4096) {
+        queue
+            .put_all(chunk.iter().map(|&id| payloads.record(id)))
+            .unwrap();
+    }
+    queue.sync().unwrap();
+    let next = n.max(have);
+    queue
+        .put_all((next..next + 1000).map(|id| payloads.record(id)))
+        .unwrap();
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Opens the queue left by a killed filler: returns seconds for `open`, and checks the head.
+fn run_open_after_kill(dir: &Path) -> f64 {
+    let started = Instant::now();
+    let queue = spillq::Queue::<Record>::open(dir).unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let head = queue.peek().unwrap().unwrap();
+    assert_eq!(head.id, 0);
+    std::mem::forget(queue); // as the process ends: no close, no sync
+    seconds
+}
+
+/// Pushes `n` records through a queue with the default options and drains them, reporting
+/// disk use during the backlog and after the drain.
+fn run_footprint(dir: &Path, n: u64) -> (f64, String) {
+    let payloads = Payloads::new();
+    let queue = spillq::Queue::<Record>::open(dir).unwrap();
+    let started = Instant::now();
+    let ids: Vec<u64> = (0..n).collect();
+    for chunk in ids.chunks(1024) {
+        queue
+            .put_all(chunk.iter().map(|&id| payloads.record(id)))
+            .unwrap();
+    }
+    queue.sync().unwrap();
+    let backlog = queue.stats();
+    let mut check = OrderCheck::new(1);
+    while check.count < n {
+        for record in queue.get_batch(1024, Duration::ZERO).unwrap() {
+            check.see(&payloads, &record);
+        }
+    }
+    queue.sync().unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let after = queue.stats();
+    let extra = format!(
+        "disk_per_byte={:.3} segments_after={} disk_after={}",
+        backlog.disk_bytes as f64 / (n as f64 * RECORD_BYTES),
+        after.segments,
+        after.disk_bytes
+    );
+    (seconds, extra)
+}
+
+fn child(args: &[String]) {
+    let (case, n, dir) = (
+        &args[0],
+        args[1].parse::<u64>().unwrap(),
+        Path::new(&args[2]),
+    );
+    let parts: Vec<&str> = case.split('/').collect();
+    let mut extra = String::new();
+    let seconds = match parts.as_slice() {
+        ["memory", peer, threads] => run_concurrent(peer, dir, 4096, n, threads.parse().unwrap()),
+        ["spill-seq", "bare-log"] => run_bare_log(dir, n, None),
+        ["spill-seq", peer] => run_sequential(peer, dir, 1024, n),
+        ["spill-concurrent", peer] => run_concurrent(peer, dir, 1024, n, 1),
+        ["durable", "spillq-every-put", threads] => {
+            run_durable_spillq(dir, n, threads.parse().unwrap(), 1)
+        }
+        ["durable", "spillq-put-all-1000", _] => run_durable_spillq(dir, n, 1, 1000),
+        ["durable", "queue-file-sync", _] => run_durable_queue_file(dir, n, 1),
+        ["durable", "queue-file-add-n-1000-sync", _] => run_durable_queue_file(dir, n, 1000),
+        ["durable", "bare-log-fdatasync-per-1000", _] => run_bare_log(dir, n, Some(1000)),
+        ["durable", "fdatasync-4k-latency", _] => run_fdatasync_latency(dir, n),
+        ["recovery", "fill"] => run_fill_and_wait(dir, n),
+        ["recovery", "open"] => run_open_after_kill(dir),
+        ["footprint", "spillq"] => {
+            let (seconds, more) = run_footprint(dir, n);
+            extra = more;
+            seconds
+        }
+        _ => panic!("unknown case {case}"),
+    };
+    println!("RESULT {seconds} {extra}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent: runs the children, takes medians, prints and writes the tables.
+
+struct Outcome {
+    seconds: f64,
+    max_rss_kib: i64,
+    extra: String,
+}
+
+fn spawn(case: &str, n: u64, dir: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--child", case, &n.to_string(), dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reaps `child`, returning its peak RSS in KiB.
+fn reap(child: &std::process::Child) -> (i32, i64) {
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data, written by wait4; the pid is our unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; both pointers are valid for the call.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(rc, child.id() as i32, "wait4");
+    (status, usage.ru_maxrss)
+}
+
+#[allow(
+    clippy::zombie_processes,
+    reason = "reap() waits with wait4, which std's wait does not offer, for the peak RSS"
+)]
+fn run_child(case: &str, n: u64, dir: &Path) -> Outcome {
+    let mut child = spawn(case, n, dir);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let (status, max_rss_kib) = reap(&child);
+    assert_eq!(status, 0, "{case} failed:\n{out}");
+    let line = out.lines().find(|l| l.starts_with("RESULT")).unwrap();
+    let mut words = line.split_whitespace().skip(1);
+    let seconds = words.next().unwrap().parse().unwrap();
+    Outcome {
+        seconds,
+        max_rss_kib,
+        extra: words.collect::<Vec<_>>().join(" "),
+    }
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+struct Row {
+    workload: String,
+    peer: String,
+    n: u64,
+    seconds: f64,
+    rss_mib: f64,
+    extra: String,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.seconds
+    }
+}
+
+struct Bench {
+    runs: usize,
+    scale: f64,
+    only: Option<String>,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    fn wanted(&self, workload: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| workload.contains(o.as_str()))
+    }
+
+    fn items(&self, n: u64) -> u64 {
+        ((n as f64 * self.scale) as u64).max(100)
+    }
+
+    /// Runs `case` (`workload/peer[/threads]`) `runs` times in fresh directories.
+    fn measure(&mut self, workload: &str, case: &str, peer: &str, n: u64) {
+        if !self.wanted(workload) {
+            return;
+        }
+        let n = self.items(n);
+        let mut seconds = Vec::new();
+        let mut rss = Vec::new();
+        let mut extra = String::new();
+        for _ in 0..self.runs {
+            let dir = tempfile::tempdir().unwrap();
+            let outcome = run_child(case, n, dir.path());
+            seconds.push(outcome.seconds);
+            rss.push(outcome.max_rss_kib as f64 / 1024.0);
+            extra = outcome.extra;
+        }
+        let row = Row {
+            workload: workload.to_string(),
+            peer: peer.to_string(),
+            n,
+            seconds: median(&mut seconds),
+            rss_mib: median(&mut rss),
+            extra,
+        };
+        eprintln!(
+            "{:<18} {:<32} {:>12.0} msgs/s  {:>7.1} MiB peak RSS {}",
+            row.workload,
+            row.peer,
+            row.rate(),
+            row.rss_mib,
+            row.extra
+        );
+        self.rows.push(row);
+    }
+
+    /// Open time after SIGKILL with `n` records queued: a filler child builds the queue and is
+    /// killed; then each run, an opener child times `open`, and a new filler is killed again.
+    #[allow(clippy::zombie_processes, reason = "reap() waits with wait4")]
+    fn recovery(&mut self, n: u64) {
+        let workload = "recovery";
+        if !self.wanted(workload) {
+            return;
+        }
+        let n = self.items(n);
+        let dir = tempfile::tempdir().unwrap();
+        let mut seconds = Vec::new();
+        for _ in 0..self.runs {
+            let mut filler = spawn("recovery/fill", n, dir.path());
+            let stdout = filler.stdout.take().unwrap();
+            let ready = BufReader::new(stdout)
+                .lines()
+                .any(|l| l.is_ok_and(|l| l == "READY"));
+            assert!(ready, "the filler died");
+            filler.kill().unwrap();
+            reap(&filler);
+            seconds.push(run_child("recovery/open", n, dir.path()).seconds);
+        }
+        let row = Row {
+            workload: workload.to_string(),
+            peer: format!("spillq open after SIGKILL, {} queued", human(n)),
+            n,
+            seconds: median(&mut seconds),
+            rss_mib: 0.0,
+            extra: String::new(),
+        };
+        eprintln!(
+            "{:<18} {:<32} {:>9.2} ms",
+            workload,
+            row.peer,
+            row.seconds * 1e3
+        );
+        self.rows.push(row);
+    }
+}
+
+fn human(n: u64) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
+fn print_tables(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let mut by_workload: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for row in rows {
+        by_workload
+            .entry(row.workload.as_str())
+            .or_default()
+            .push(row);
+    }
+    for (workload, rows) in by_workload {
+        out.push_str(&format!("\n### {workload}\n\n"));
+        if workload == "recovery" {
+            out.push_str("| case | open (ms), median |\n|---|---|\n");
+            for row in rows {
+                out.push_str(&format!("| {} | {:.2} |\n", row.peer, row.seconds * 1e3));
+            }
+            continue;
+        }
+        if workload == "durable" {
+            out.push_str(
+                "| case | items | msgs/s | MB/s | peak RSS (MiB) |\n|---|---|---|---|---|\n",
+            );
+            for row in rows {
+                if row.peer.contains("latency") {
+                    out.push_str(&format!(
+                        "| {} | {} | {:.3} ms per append+fdatasync | | |\n",
+                        row.peer,
+                        row.n,
+                        row.seconds * 1e3
+                    ));
+                } else {
+                    out.push_str(&format!(
+                        "| {} | {} | {:.0} | {:.1} | {:.1} |\n",
+                        row.peer,
+                        row.n,
+                        row.rate(),
+                        row.rate() * RECORD_BYTES / 1e6,
+                        row.rss_mib
+                    ));
+                }
+            }
+            continue;
+        }
+        let spillq = rows
+            .iter()
+            .find(|r| r.peer.starts_with("spillq"))
+            .map(|r| r.rate());
+        out.push_str(
+            "| queue | items | msgs/s | MB/s | ratio to spillq | peak RSS (MiB) | notes |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for row in rows {
+            let ratio = spillq.map_or(String::new(), |s| format!("{:.2}", row.rate() / s));
+            out.push_str(&format!(
+                "| {} | {} | {:.0} | {:.1} | {} | {:.1} | {} |\n",
+                row.peer,
+                row.n,
+                row.rate(),
+                row.rate() * RECORD_BYTES / 1e6,
+                ratio,
+                row.rss_mib,
+                row.extra
+            ));
+        }
+    }
+    out
+}
+
+/// A horizontal bar chart of each workload's rates relative to spillq (spillq = 1).
+fn svg(rows: &[Row]) -> String {
+    let bars: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| !matches!(r.workload.as_str(), "recovery" | "durable" | "footprint"))
+        .filter_map(|row| {
+            let spillq = rows
+                .iter()
+                .find(|r| r.workload == row.workload && r.peer.starts_with("spillq"))?;
+            Some((
+                format!("{}: {}", row.workload, row.peer),
+                row.rate() / spillq.rate(),
+            ))
+        })
+        .collect();
+    let max = bars.iter().map(|b| b.1).fold(1.0, f64::max);
+    let (label_width, bar_width, row_height) = (330.0, 420.0, 22.0);
+    let height = 40.0 + row_height * bars.len() as f64;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"4\" y=\"16\" font-weight=\"bold\">throughput relative to spillq (1.0 = spillq; \
+         longer is faster)</text>\n",
+        label_width + bar_width + 60.0
+    );
+    let one = label_width + bar_width / max;
+    out.push_str(&format!(
+        "<line x1=\"{one}\" y1=\"24\" x2=\"{one}\" y2=\"{height}\" stroke=\"#888\" stroke-dasharray=\"3,3\"/>\n"
+    ));
+    for (i, (label, ratio)) in bars.iter().enumerate() {
+        let y = 30.0 + row_height * i as f64;
+        let width = bar_width * ratio / max;
+        let colour = if label.contains(": spillq") {
+            "#d9534f"
+        } else {
+            "#5b8def"
+        };
+        out.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>\n\
+             <rect x=\"{label_width}\" y=\"{y}\" width=\"{width:.1}\" height=\"{}\" fill=\"{colour}\"/>\n\
+             <text x=\"{:.1}\" y=\"{}\">{ratio:.2}</text>\n",
+            label_width - 6.0,
+            y + 13.0,
+            row_height - 6.0,
+            label_width + width + 4.0,
+            y + 13.0
+        ));
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--child") {
+        child(&args[at + 1..]);
+        return;
+    }
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .map(|i| args[i + 1].clone())
+    };
+    let quick = args.iter().any(|a| a == "--quick");
+    let runs = std::env::var("SPILLQ_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 });
+    let mut bench = Bench {
+        runs,
+        scale: if quick { 0.01 } else { 1.0 },
+        only: flag("--only"),
+        rows: Vec::new(),
+    };
+
+    // 1. Memory: consumers keep up, the cache (4096) never fills.
+    for threads in [1, 2] {
+        let workload = format!("memory {threads}P{threads}C");
+        let peers: &[&str] = if threads == 1 {
+            &["spillq", "spillq-batch", "crossbeam", "hopper"]
+        } else {
+            &["spillq", "spillq-batch", "crossbeam"]
+        };
+        for peer in peers {
+            let case = format!("memory/{peer}/{threads}");
+            bench.measure(&workload, &case, peer, 10_000_000);
+        }
+    }
+    // 2. Spill: 1M records through a cache of 1024.
+    let spill_peers = [
+        "spillq",
+        "spillq-batch",
+        "yaque",
+        "yaque-batch",
+        "queue-file",
+        "queue-file-batch",
+        "disk-queue",
+        "hopper",
+        "hopper-default",
+    ];
+    for peer in spill_peers.iter().chain(["bare-log"].iter()) {
+        bench.measure("spill seq", &format!("spill-seq/{peer}"), peer, 1_000_000);
+    }
+    for peer in spill_peers {
+        bench.measure(
+            "spill concurrent",
+            &format!("spill-concurrent/{peer}"),
+            peer,
+            1_000_000,
+        );
+    }
+    // 3. Durable.
+    for threads in [1, 4, 16] {
+        bench.measure(
+            "durable",
+            &format!("durable/spillq-every-put/{threads}"),
+            &format!("spillq EveryPut, {threads} producers"),
+            2000 * threads,
+        );
+    }
+    bench.measure(
+        "durable",
+        "durable/spillq-put-all-1000/1",
+        "spillq EveryPut, put_all of 1000",
+        200_000,
+    );
+    bench.measure(
+        "durable",
+        "durable/queue-file-sync/1",
+        "queue-file, sync on",
+        2000,
+    );
+    bench.measure(
+        "durable",
+        "durable/queue-file-add-n-1000-sync/1",
+        "queue-file, sync on, add_n of 1000",
+        200_000,
+    );
+    bench.measure(
+        "durable",
+        "durable/bare-log-fdatasync-per-1000/1",
+        "bare log, fdatasync per 1000",
+        200_000,
+    );
+    bench.measure(
+        "durable",
+        "durable/fdatasync-4k-latency/1",
+        "fdatasync latency, 4 KiB append",
+        500,
+    );
+    // 4. Recovery.
+    bench.recovery(1_000_000);
+    bench.recovery(10_000_000);
+    // 5. Footprint.
+    bench.measure(
+        "footprint",
+        "footprint/spillq",
+        "spillq, 10M pushed then drained",
+        10_000_000,
+    );
+
+    let tables = print_tables(&bench.rows);
+    println!("{tables}");
+    if let Some(path) = flag("--json") {
+        let mut out = String::new();
+        for row in &bench.rows {
+            out.push_str(&format!(
+                "{{\"workload\":\"{}\",\"queue\":\"{}\",\"items\":{},\"seconds\":{},\"rss_mib\":{:.1},\"extra\":\"{}\"}}\n",
+                row.workload, row.peer, row.n, row.seconds, row.rss_mib, row.extra
+            ));
+        }
+        std::fs::write(PathBuf::from(path), out).unwrap();
+    }
+    if let Some(path) = flag("--svg") {
+        std::fs::write(PathBuf::from(path), svg(&bench.rows)).unwrap();
+    }
+}
