@@ -416,7 +416,12 @@ impl<T: Send + 'static> Queue<T> {
         loop {
             if encode_first && encoded.is_none() {
                 let mut batch = Batch::new(0);
-                encoded = Some(items.encode_items(shared, &mut batch).map(|()| batch));
+                let result = items.encode_items(shared, &mut batch);
+                if result.is_ok() {
+                    // Before the lock, holding no sequence numbers (see `Signals::reserve`).
+                    batch.reserve(&shared.signals);
+                }
+                encoded = Some(result.map(|()| batch));
             }
             let mut state = match self.wait_for_room(self.lock(), count, wait) {
                 Ok(state) => state,

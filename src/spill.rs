@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 /// Encoded records with consecutive sequence numbers.
@@ -33,6 +33,9 @@ pub(crate) struct Batch {
     done_bytes: usize,
     /// A producer waits until this batch is fsynced (`EveryPut`).
     pub(crate) durable: bool,
+    /// The share of the in-flight budget this batch holds, given back when it is dropped
+    /// (appended, or thrown away).
+    reservation: Option<Reservation>,
 }
 
 impl Batch {
@@ -75,6 +78,15 @@ impl Batch {
     pub(crate) fn extend(&mut self, other: Batch) {
         self.bytes.extend_from_slice(&other.bytes);
         self.lens.extend_from_slice(&other.lens);
+        if other.reservation.is_some() {
+            self.reservation = other.reservation;
+        }
+    }
+
+    /// Takes this batch's bytes out of the in-flight budget, waiting while other batches hold
+    /// it (see [`Signals::reserve`]).
+    pub(crate) fn reserve(&mut self, signals: &Arc<Signals>) {
+        self.reservation = Some(signals.reserve(self.bytes.len()));
     }
 
     /// Drops the last record pushed.
@@ -166,6 +178,30 @@ pub(crate) struct Signals {
     pub(crate) failed: AtomicBool,
     durable: Mutex<Durable>,
     durable_changed: Condvar,
+    /// Encoded bytes handed to the spill thread (or about to be) and not yet appended.
+    in_flight: AtomicUsize,
+    /// Producers waiting for `in_flight` to go down.
+    budget_waiters: AtomicUsize,
+    budget_lock: Mutex<()>,
+    budget_freed: Condvar,
+}
+
+/// Encoded bytes that may be on their way to the spill thread before a producer waits: without
+/// a bound, a producer faster than the disk piles batches up in the channel and the spill
+/// thread's reorder buffer (about 130 MB of `put_all` batches of 1,024 small records).
+pub(crate) const IN_FLIGHT_BYTES: usize = 4 << 20;
+
+/// A batch's share of the in-flight budget; dropping it gives the share back.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    signals: Arc<Signals>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.signals.release(self.bytes);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -210,6 +246,65 @@ impl Signals {
         durable.failure = failure;
         drop(durable);
         self.durable_changed.notify_all();
+        // Producers waiting for the budget go on, to meet the failure.
+        self.wake_budget_waiters();
+    }
+
+    /// Adds `bytes` to the in-flight budget, first waiting while it is in use and would go over
+    /// [`IN_FLIGHT_BYTES`]. A batch alone is never held back, nor is anything while the writer
+    /// has failed (the caller then meets the failure).
+    ///
+    /// The caller must hold no sequence numbers yet: batches already numbered must be able to
+    /// reach the spill thread, or the ones after them could never be appended and give the
+    /// budget back.
+    pub(crate) fn reserve(self: &Arc<Self>, bytes: usize) -> Reservation {
+        let fits = |current: usize| {
+            current == 0
+                || current.saturating_add(bytes) <= IN_FLIGHT_BYTES
+                || self.failed.load(Ordering::Acquire)
+        };
+        loop {
+            let current = self.in_flight.load(Ordering::SeqCst);
+            if fits(current) {
+                let next = current.saturating_add(bytes);
+                if self
+                    .in_flight
+                    .compare_exchange(current, next, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    return Reservation {
+                        signals: Arc::clone(self),
+                        bytes,
+                    };
+                }
+                continue;
+            }
+            // Register, then look once more: either `release` sees us waiting and wakes us
+            // through the lock we hold until we wait, or we see what it gave back.
+            let guard = self.budget_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.budget_waiters.fetch_add(1, Ordering::SeqCst);
+            let guard = if fits(self.in_flight.load(Ordering::SeqCst)) {
+                guard
+            } else {
+                self.budget_freed
+                    .wait(guard)
+                    .unwrap_or_else(|e| e.into_inner())
+            };
+            self.budget_waiters.fetch_sub(1, Ordering::SeqCst);
+            drop(guard);
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        self.in_flight.fetch_sub(bytes, Ordering::SeqCst);
+        if self.budget_waiters.load(Ordering::SeqCst) > 0 {
+            self.wake_budget_waiters();
+        }
+    }
+
+    fn wake_budget_waiters(&self) {
+        drop(self.budget_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.budget_freed.notify_all();
     }
 
     /// Blocks until every record before `end` is fsynced (`EveryPut`).
@@ -250,7 +345,7 @@ impl Signals {
 /// The spill thread's state.
 pub(crate) struct Spill<T> {
     queue: Weak<Shared<T>>,
-    signals: std::sync::Arc<Signals>,
+    signals: Arc<Signals>,
     log: Log,
     commands: Receiver<Command>,
     durability: Durability,
@@ -272,7 +367,7 @@ const MAX_COMMANDS_PER_ROUND: usize = 1024;
 impl<T: Send + 'static> Spill<T> {
     pub(crate) fn new(
         queue: Weak<Shared<T>>,
-        signals: std::sync::Arc<Signals>,
+        signals: Arc<Signals>,
         log: Log,
         commands: Receiver<Command>,
         durability: Durability,
@@ -539,5 +634,64 @@ impl<T: Send + 'static> Spill<T> {
         while let Ok(command) = self.commands.try_recv() {
             self.accept(command);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Waits (without sleeping on a guess) until a producer is registered as waiting.
+    fn until_waiting(signals: &Signals) {
+        while signals.budget_waiters.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_producer_over_the_in_flight_budget_waits_until_bytes_are_appended() {
+        let signals = Arc::new(Signals::default());
+        let first = signals.reserve(IN_FLIGHT_BYTES - 10);
+        // Room for 10 more bytes: this goes through.
+        let small = signals.reserve(10);
+        let (sent, received) = crossbeam_channel::bounded(1);
+        let waiting = std::thread::spawn({
+            let signals = Arc::clone(&signals);
+            move || {
+                let reservation = signals.reserve(1000);
+                sent.send(()).unwrap();
+                reservation
+            }
+        });
+        until_waiting(&signals);
+        // Registered, and the budget is still full: it cannot have gone on.
+        assert!(received.try_recv().is_err());
+        drop(small);
+        // 10 bytes back is not enough for 1000.
+        assert!(received.try_recv().is_err());
+        drop(first);
+        received.recv().unwrap();
+        let reservation = waiting.join().unwrap();
+        assert_eq!(signals.in_flight.load(Ordering::SeqCst), 1000);
+        drop(reservation);
+        assert_eq!(signals.in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_budget_goes_alone_and_a_failure_lets_waiters_through() {
+        let signals = Arc::new(Signals::default());
+        let huge = signals.reserve(3 * IN_FLIGHT_BYTES);
+        let waiting = std::thread::spawn({
+            let signals = Arc::clone(&signals);
+            move || drop(signals.reserve(1))
+        });
+        until_waiting(&signals);
+        // The writer fails with the budget full: the producer goes on to meet the failure.
+        signals.set_failure(Some(Failure::Poisoned("test".into())));
+        waiting.join().unwrap();
+        drop(huge);
+        assert_eq!(signals.in_flight.load(Ordering::SeqCst), 0);
     }
 }
