@@ -2,8 +2,8 @@
 //!
 //! Up to `cache_size` items live in memory, decoded, at the head of the queue. The overflow
 //! spills to disk: a background thread appends it, as checksummed MessagePack records, to
-//! segment files that are reserved with `fallocate` and memory-mapped. The read cursor is
-//! checkpointed, so a queue reopened after a crash resumes where it stopped, and
+//! segment files that are reserved with `fallocate` and memory-mapped for reading. The read
+//! cursor is checkpointed, so a queue reopened after a crash resumes where it stopped, and
 //! [`sync`](Queue::sync) makes everything durable. Segments whose items are all consumed are
 //! deleted: no manual flush, no unbounded growth.
 //!

@@ -122,7 +122,7 @@ pub(crate) enum Command {
 /// A failure of the writer, kept so later calls can report it.
 #[derive(Debug, Clone)]
 pub(crate) enum Failure {
-    /// A segment could not be created or reserved (out of space, over a file size limit):
+    /// A segment could not be created, reserved or written (out of space, over a file size limit):
     /// nothing was written, and the append is retried on the next command.
     NoSpace { path: PathBuf, message: String },
     /// An fsync or msync failed: writes are refused until reopened.
@@ -466,7 +466,8 @@ impl<T: Send + 'static> Spill<T> {
     /// Appends what can be appended, then flushes and checkpoints as asked.
     fn round(&mut self, tick: bool) {
         let appended = self.append_pending();
-        self.log.publish();
+        let published = self.log.publish();
+        let appended = appended.and(published);
         if self.signals.disk_waiters.load(Ordering::SeqCst) > 0
             && let Some(queue) = self.queue.upgrade()
         {
@@ -609,8 +610,8 @@ impl<T: Send + 'static> Spill<T> {
     /// and the closer told.
     fn finish(mut self) {
         self.take_memory_on_disconnect();
-        let mut result = self.append_pending();
-        self.log.publish();
+        let appended = self.append_pending();
+        let mut result = appended.and(self.log.publish());
         if result.is_ok() {
             result = self.flush_and_checkpoint(true);
         }

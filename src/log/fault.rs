@@ -244,17 +244,6 @@ impl Storage for Faulty {
         Ok(())
     }
 
-    fn wrote_mapped(&self, path: &Path, offset: u64, bytes: &[u8]) {
-        let mut model = self.model.lock().unwrap();
-        model.record(
-            path,
-            Change::Write {
-                offset,
-                bytes: bytes.to_vec(),
-            },
-        );
-    }
-
     fn reserve(&self, file: &File, path: &Path, len: u64) -> io::Result<()> {
         let mut model = self.model.lock().unwrap();
         self.call(&mut model)?;

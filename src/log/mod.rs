@@ -173,6 +173,8 @@ pub(crate) struct Log {
     writer: WriteSegment,
     /// Sequence number of the next record.
     next_sequence: u64,
+    /// Records before this one are written into the file (the rest are gathered in the writer).
+    written_sequence: u64,
     /// Segments created since the last publish, to be shown to readers with the data in them.
     unpublished: Vec<u64>,
     /// All live segments, ascending (the writer's own copy).
@@ -234,6 +236,7 @@ impl Log {
             segment_size,
             writer,
             next_sequence: recovered.next_sequence,
+            written_sequence: recovered.next_sequence,
             unpublished: Vec::new(),
             segments,
             unsynced: VecDeque::new(),
@@ -296,6 +299,10 @@ impl Log {
         if !self.writer.fits(payload.len()) {
             self.roll(size)?;
         }
+        if self.writer.is_full() {
+            // Before the record, so that an error means it was not appended.
+            self.write_out()?;
+        }
         let sequence = self.next_sequence;
         self.writer.append(sequence, payload);
         self.next_sequence += 1;
@@ -303,8 +310,17 @@ impl Log {
         Ok(sequence)
     }
 
+    /// Writes the records appended so far into the file (readers and fsyncs see only those).
+    /// On error they stay gathered, and the next call writes them again.
+    fn write_out(&mut self) -> Result<(), Error> {
+        self.writer.write_out()?;
+        self.written_sequence = self.next_sequence;
+        Ok(())
+    }
+
     /// Starts a new segment big enough for a record of `record_bytes`.
     fn roll(&mut self, record_bytes: usize) -> Result<(), Error> {
+        self.write_out()?;
         let needed = (SEGMENT_HEADER_BYTES + record_bytes) as u64;
         let size = if needed > self.segment_size {
             // A record larger than a segment gets a segment of its own.
@@ -312,7 +328,7 @@ impl Log {
         } else {
             self.segment_size
         };
-        if self.writer.written() == SEGMENT_HEADER_BYTES {
+        if self.writer.end() == SEGMENT_HEADER_BYTES {
             // The segment holds no record yet (so this record is larger than a segment): grow
             // it rather than make a second segment with the same first sequence number.
             let path = self.writer.path().to_owned();
@@ -367,17 +383,21 @@ impl Log {
         Ok(())
     }
 
-    /// Shows readers everything appended so far.
-    pub(crate) fn publish(&mut self) {
+    /// Writes out and shows readers everything appended so far. If the write fails, readers
+    /// are shown what was written before, and the error returned.
+    pub(crate) fn publish(&mut self) -> Result<(), Error> {
+        let written = self.write_out();
         let mut progress = self.shared.progress();
         progress.segments.extend(self.unpublished.drain(..));
-        progress.end_sequence = self.next_sequence;
+        progress.end_sequence = self.written_sequence;
         progress.end_offset = self.writer.written();
+        written
     }
 
     /// Makes every appended record durable: fdatasync of the rolled segments and of the current
     /// one.
     pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        self.write_out()?;
         let storage = &self.shared.storage;
         while let Some((path, file)) = self.unsynced.front() {
             self.shared
@@ -439,6 +459,8 @@ impl Log {
         unacked: &[u64],
         durable: bool,
     ) -> Result<(), Error> {
+        // The head the checkpoint names must be in the file.
+        self.write_out()?;
         let (read_sequence, unacked) = self.clamp(read_sequence, unacked);
         let cursor = Cursor {
             read_sequence,

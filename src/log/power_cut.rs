@@ -93,8 +93,8 @@ fn run(dir: &Path, segment_size: u64, storage: SharedStorage, steps: &[Step]) ->
                 written
             }
         };
-        log.publish();
-        if !alive {
+        let published = log.publish().is_ok();
+        if !alive || !published {
             break;
         }
     }
@@ -151,7 +151,7 @@ fn check(dir: &Path, segment_size: u64, promised: &Promised) -> Result<(), TestC
         let sequence = log.next_sequence();
         log.append(&payload(sequence)).unwrap();
     }
-    log.publish();
+    log.publish().unwrap();
     log.flush().unwrap();
     drop(log);
     let log = Log::open(dir, segment_size).unwrap();

@@ -1,5 +1,5 @@
-//! One segment file: create and reserve it, map it, write records into it, flush, release pages,
-//! and cut a damaged tail. The only place that maps a file writable or changes a file's length.
+//! One segment file: create and reserve it, write records into it, flush, map it for reading and
+//! release the pages read, and cut a damaged tail. The only place that changes a file's length.
 //!
 //! # Soundness of the maps
 //!
@@ -8,18 +8,18 @@
 //! - The directory lock (`log/mod.rs`) keeps every other spillq process out of the directory,
 //!   and the file is never shrunk while mapped: [`cut`] runs during recovery, before any map of
 //!   the file exists, and nothing else changes a segment's length.
-//! - A file is reserved with `fallocate` before it is mapped, so writing through the map never
-//!   needs a block the disk does not have (the other source of SIGBUS).
+//! - A file is reserved with `fallocate` before it is written, so the writer never needs a block
+//!   the disk does not have.
 //! - No `&[u8]` is held over bytes another thread writes: the writer only writes at and beyond
 //!   its published end, and a reader only forms slices below the end the writer published (with
 //!   release/acquire ordering through the log's progress mutex).
 //!
 //! Files changed by a process that ignores the lock are outside what spillq can defend against.
 
-use super::record::{self, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader};
+use super::record::{self, SEGMENT_HEADER_BYTES, SegmentHeader};
 use super::storage::{SharedStorage, Storage};
 use crate::error::Error;
-use memmap2::{Mmap, MmapMut, UncheckedAdvice};
+use memmap2::{Mmap, UncheckedAdvice};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -127,21 +127,31 @@ pub(crate) fn cut(
         .map_err(|e| Error::io(path, e))
 }
 
+/// Appended records are gathered in memory and written to the file in chunks of this size (and
+/// whenever the log publishes, flushes or rolls).
+const WRITE_CHUNK_BYTES: usize = 256 << 10;
+
 /// The segment the writer appends to.
+///
+/// Records are written with `pwrite`, not through a writable map: a page of a new file that is
+/// first touched through a map is zero-filled by the kernel and then overwritten, which cost a
+/// quarter of the spill thread's time; a write of whole pages skips that. Readers still map the
+/// file: the page cache is the same.
 pub(crate) struct WriteSegment {
     storage: SharedStorage,
     path: PathBuf,
     file: File,
-    map: MmapMut,
+    /// The file's length (reserved).
+    len: usize,
     first_sequence: u64,
-    /// End of written records; everything after it is zeros.
+    /// End of the records in the file; everything after it is zeros, or `buffer`'s to write.
     written: usize,
-    /// Pages before this offset were handed back to the kernel.
-    released: usize,
+    /// Records appended after `written`, not yet written.
+    buffer: Vec<u8>,
 }
 
 impl WriteSegment {
-    /// Maps `path` for appending at `offset`, reserving it to at least `size_bytes` first.
+    /// Opens `path` for appending at `offset`, reserving it to at least `size_bytes` first.
     pub(crate) fn open(
         storage: SharedStorage,
         path: &Path,
@@ -157,30 +167,28 @@ impl WriteSegment {
         storage
             .reserve(&file, path, len)
             .map_err(|e| Error::io(path, e))?;
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "the one writable map: reserved just above, never shrunk while mapped"
-        )]
-        // SAFETY: see the module docs: the file is locked against other spillq processes, was
-        // reserved to `len` bytes above, and is never shrunk while this map lives. Bytes of the
-        // map are only read through slices below the published end, never above it.
-        let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| Error::io(path, e))?;
-        if map.len() < offset {
+        let len = usize::try_from(len).map_err(|_| {
+            Error::corrupt(
+                path,
+                0,
+                "the segment is larger than this machine can address",
+            )
+        })?;
+        if len < offset {
             return Err(Error::corrupt(
                 path,
                 offset as u64,
                 "the write position lies past the end of the segment",
             ));
         }
-        let released = offset - offset % page_size();
         Ok(Self {
             storage,
             path: path.to_owned(),
             file,
-            map,
+            len,
             first_sequence,
             written: offset,
-            released,
+            buffer: Vec::new(),
         })
     }
 
@@ -192,41 +200,55 @@ impl WriteSegment {
         self.first_sequence
     }
 
-    /// End of written records.
+    /// End of the records in the file (not counting those still to write).
     pub(crate) fn written(&self) -> usize {
         self.written
     }
 
-    /// Whether a record with a payload of `payload_len` bytes fits after what is written.
-    pub(crate) fn fits(&self, payload_len: usize) -> bool {
-        record::record_size(payload_len)
-            .and_then(|size| self.written.checked_add(size))
-            .is_some_and(|end| end <= self.map.len())
+    /// End of every record appended, written or not.
+    pub(crate) fn end(&self) -> usize {
+        self.written + self.buffer.len()
     }
 
-    /// Writes one record at the end. The caller has checked [`fits`](Self::fits).
+    /// Whether a record with a payload of `payload_len` bytes fits after what is appended.
+    pub(crate) fn fits(&self, payload_len: usize) -> bool {
+        record::record_size(payload_len)
+            .and_then(|size| self.end().checked_add(size))
+            .is_some_and(|end| end <= self.len)
+    }
+
+    /// Whether enough is gathered that it should be written before more is appended.
+    pub(crate) fn is_full(&self) -> bool {
+        self.buffer.len() >= WRITE_CHUNK_BYTES
+    }
+
+    /// Appends one record. The caller has checked [`fits`](Self::fits).
     pub(crate) fn append(&mut self, sequence: u64, payload: &[u8]) {
         let header = record::encode_header(sequence, payload);
-        let start = self.written;
-        let payload_start = start + RECORD_HEADER_BYTES;
         let size = record::record_size(payload.len()).unwrap_or(0);
-        if let Some(slot) = self.map.get_mut(start..payload_start) {
-            slot.copy_from_slice(&header);
+        let start = self.buffer.len();
+        self.buffer.extend_from_slice(&header);
+        self.buffer.extend_from_slice(payload);
+        // Padding: zeros, as the reserved file already holds there.
+        self.buffer.resize(start + size, 0);
+    }
+
+    /// Writes what was appended into the file. On error nothing counts as written, and the
+    /// next call writes it all again (at the same offset).
+    pub(crate) fn write_out(&mut self) -> Result<(), Error> {
+        if self.buffer.is_empty() {
+            return Ok(());
         }
-        if let Some(slot) = self
-            .map
-            .get_mut(payload_start..payload_start + payload.len())
-        {
-            slot.copy_from_slice(payload);
+        self.storage
+            .write_at(&self.file, &self.path, self.written as u64, &self.buffer)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.written += self.buffer.len();
+        self.buffer.clear();
+        if self.buffer.capacity() > 2 * WRITE_CHUNK_BYTES {
+            // One large batch must not keep its buffer for good.
+            self.buffer = Vec::new();
         }
-        // Padding is already zero: the file was reserved zero-filled and is written once.
-        if let Some(written) = self.map.get(start..start + size) {
-            self.storage.wrote_mapped(&self.path, start as u64, written);
-        }
-        self.written = start + size;
-        if self.written - self.released >= 2 * RELEASE_STEP_BYTES {
-            self.release(self.written - RELEASE_STEP_BYTES);
-        }
+        Ok(())
     }
 
     /// fdatasync: every record written so far reaches stable storage.
@@ -234,33 +256,9 @@ impl WriteSegment {
         self.storage.sync(&self.file, &self.path, false)
     }
 
-    /// A handle to fsync this segment later, after it is unmapped.
+    /// A handle to fsync this segment later.
     pub(crate) fn try_clone_file(&self) -> Result<File, Error> {
         self.file.try_clone().map_err(|e| Error::io(&self.path, e))
-    }
-
-    /// Hands the pages before `offset` back to the kernel. Their contents stay in the page cache
-    /// (and dirty pages are still written back), so nothing is lost; the process just stops
-    /// holding them, and resident memory stays flat however much is written.
-    fn release(&mut self, offset: usize) {
-        let end = offset - offset % page_size();
-        if end <= self.released {
-            return;
-        }
-        // SAFETY: the range lies inside the map (end <= written <= len) and is page-aligned.
-        // This is a shared file mapping, so DONTNEED only drops this process's page table
-        // entries; the next access reads the same bytes back from the page cache.
-        let advised = unsafe {
-            self.map.unchecked_advise_range(
-                UncheckedAdvice::DontNeed,
-                self.released,
-                end - self.released,
-            )
-        };
-        // Releasing is an optimisation; if the kernel refuses, memory is merely held longer.
-        if advised.is_ok() {
-            self.released = end;
-        }
     }
 }
 

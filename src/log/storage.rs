@@ -4,8 +4,6 @@
 //!
 //! Reads are not here: they go straight to the files (a map, or `read_at`), and the
 //! fault-injecting layer keeps the real files equal to what a running system would show.
-//! Writes through a writable map cannot be intercepted, so the writer reports them with
-//! [`Storage::wrote_mapped`] after making them.
 
 use crate::sys;
 use std::fmt::Debug;
@@ -23,8 +21,6 @@ pub(crate) trait Storage: Debug + Send + Sync {
     fn open(&self, path: &Path, create: bool, truncate: bool) -> io::Result<File>;
     /// Writes all of `bytes` at `offset`.
     fn write_at(&self, file: &File, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()>;
-    /// Reports bytes already written at `offset` through a writable map of `path`.
-    fn wrote_mapped(&self, path: &Path, offset: u64, bytes: &[u8]);
     /// Reserves the file's blocks up to `len` bytes (growing it with zeros if shorter).
     fn reserve(&self, file: &File, path: &Path, len: u64) -> io::Result<()>;
     /// Shrinks (or grows) the file to `len` bytes.
@@ -65,9 +61,6 @@ impl Storage for Real {
     fn write_at(&self, file: &File, _path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
         file.write_all_at(bytes, offset)
     }
-
-    #[inline]
-    fn wrote_mapped(&self, _path: &Path, _offset: u64, _bytes: &[u8]) {}
 
     fn reserve(&self, file: &File, _path: &Path, len: u64) -> io::Result<()> {
         sys::reserve(file, len)

@@ -39,7 +39,7 @@ fn append_n(log: &mut Log, n: u64) {
         let sequence = log.next_sequence();
         assert_eq!(log.append(&payload(sequence)).unwrap(), sequence);
     }
-    log.publish();
+    log.publish().unwrap();
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -102,7 +102,7 @@ proptest! {
             match op {
                 Op::Append(bytes) => {
                     let sequence = log.append(&bytes).unwrap();
-                    log.publish();
+                    log.publish().unwrap();
                     model.push_back((sequence, bytes));
                 }
                 Op::Read(n) => {
@@ -417,7 +417,7 @@ fn a_full_disk_is_an_io_error_and_keeps_what_was_appended() {
     );
     let appended = log.next_sequence();
     // The writer goes on working where it can: a flush and checkpoint still succeed.
-    log.publish();
+    log.publish().unwrap();
     log.flush().unwrap();
     drop(log);
     let log = Log::open(&path, 32 * 1024).unwrap();
@@ -436,7 +436,7 @@ fn records_larger_than_a_segment_read_back_in_order() {
     let sizes = [217, 217, 169, 257, 193, 49, 210, 300, 20];
     for (i, n) in sizes.iter().enumerate() {
         log.append(&vec![i as u8; *n]).unwrap();
-        log.publish();
+        log.publish().unwrap();
     }
     let mut reader = log.reader();
     let mut got = Vec::new();
