@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Encoded records with consecutive sequence numbers.
 #[derive(Debug, Default)]
@@ -354,6 +354,9 @@ pub(crate) struct Spill<T> {
     pending: BTreeMap<u64, Batch>,
     /// Records up to here were appended by a batch that asked to be made durable.
     durable_wanted: u64,
+    /// `EveryPut` batches received since the last fsync, and how many the last fsync covered.
+    durable_batches: usize,
+    last_group: usize,
     syncs: Vec<(u64, Sender<Result<(), Error>>)>,
     clears: Vec<(u64, Sender<Result<(), Error>>)>,
     shutdown: Option<(u64, Sender<Result<(), Error>>)>,
@@ -363,6 +366,9 @@ pub(crate) struct Spill<T> {
 
 /// Commands handled before one flush, at most: a bound on a group commit's latency.
 const MAX_COMMANDS_PER_ROUND: usize = 1024;
+/// Longest wait for more durable puts before an fsync (see `gather_durable`): short next to
+/// an fsync, long enough for woken producers to be scheduled.
+const GATHER_WAIT: Duration = Duration::from_micros(200);
 
 impl<T: Send + 'static> Spill<T> {
     pub(crate) fn new(
@@ -387,6 +393,8 @@ impl<T: Send + 'static> Spill<T> {
             checkpoint_every_removals,
             pending: BTreeMap::new(),
             durable_wanted: 0,
+            durable_batches: 0,
+            last_group: 0,
             syncs: Vec::new(),
             clears: Vec::new(),
             shutdown: None,
@@ -412,11 +420,9 @@ impl<T: Send + 'static> Spill<T> {
             let mut tick = first.is_none();
             if let Some(command) = first {
                 self.accept(command);
-                for _ in 0..MAX_COMMANDS_PER_ROUND {
-                    match self.commands.try_recv() {
-                        Ok(command) => self.accept(command),
-                        Err(_) => break,
-                    }
+                self.accept_waiting();
+                if self.durable_batches > 0 {
+                    self.gather_durable();
                 }
             }
             if let (Some(deadline), Durability::Interval(period)) =
@@ -441,9 +447,33 @@ impl<T: Send + 'static> Spill<T> {
         self.finish();
     }
 
+    /// Takes the commands already in the channel, up to a round's worth. Returns how many.
+    fn accept_waiting(&mut self) -> usize {
+        for taken in 0..MAX_COMMANDS_PER_ROUND {
+            match self.commands.try_recv() {
+                Ok(command) => self.accept(command),
+                Err(_) => return taken,
+            }
+        }
+        MAX_COMMANDS_PER_ROUND
+    }
+
+    /// Group commit: before an fsync that producers wait for, give the producers the last one
+    /// released a moment (at most `GATHER_WAIT`) to send their next puts, so that they share
+    /// this fsync instead of waiting for the next. With one producer there is nothing to wait
+    /// for.
+    fn gather_durable(&mut self) {
+        let deadline = Instant::now() + GATHER_WAIT;
+        while self.durable_batches < self.last_group && Instant::now() < deadline {
+            std::thread::yield_now();
+            self.accept_waiting();
+        }
+    }
+
     fn accept(&mut self, command: Command) {
         match command {
             Command::Append(batch) => {
+                self.durable_batches += usize::from(batch.durable);
                 self.pending
                     .insert(batch.first_sequence + batch.done as u64, batch);
             }
@@ -495,6 +525,10 @@ impl<T: Send + 'static> Spill<T> {
             return;
         }
         if need_flush {
+            if self.durable_wanted > 0 {
+                self.last_group = self.durable_batches;
+                self.durable_batches = 0;
+            }
             self.durable_wanted = 0;
             self.signals.set_durable(appended_to);
         }
