@@ -735,38 +735,44 @@ impl Bench {
     }
 
     /// Runs `case` (`workload/peer[/threads]`) `runs` times in fresh directories.
-    fn measure(&mut self, workload: &str, case: &str, peer: &str, n: u64) {
+    /// Runs every case of one workload, in turn (A B C A B C ...), so that a machine whose speed
+    /// drifts during the call slows every peer alike and the ratios hold. Each case is
+    /// `(child case, name in the table, items)`.
+    fn measure(&mut self, workload: &str, cases: &[(String, String, u64)]) {
         if !self.wanted(workload) {
             return;
         }
-        let n = self.items(n);
-        let mut seconds = Vec::new();
-        let mut rss = Vec::new();
-        let mut extra = String::new();
+        let mut seconds = vec![Vec::new(); cases.len()];
+        let mut rss = vec![Vec::new(); cases.len()];
+        let mut extra = vec![String::new(); cases.len()];
         for _ in 0..self.runs {
-            let dir = tempfile::tempdir().unwrap();
-            let outcome = run_child(case, n, dir.path());
-            seconds.push(outcome.seconds);
-            rss.push(outcome.max_rss_kib as f64 / 1024.0);
-            extra = outcome.extra;
+            for (i, (case, _, n)) in cases.iter().enumerate() {
+                let dir = tempfile::tempdir().unwrap();
+                let outcome = run_child(case, self.items(*n), dir.path());
+                seconds[i].push(outcome.seconds);
+                rss[i].push(outcome.max_rss_kib as f64 / 1024.0);
+                extra[i] = outcome.extra;
+            }
         }
-        let row = Row {
-            workload: workload.to_string(),
-            peer: peer.to_string(),
-            n,
-            seconds: median(&mut seconds),
-            rss_mib: median(&mut rss),
-            extra,
-        };
-        eprintln!(
-            "{:<18} {:<32} {:>12.0} msgs/s  {:>7.1} MiB peak RSS {}",
-            row.workload,
-            row.peer,
-            row.rate(),
-            row.rss_mib,
-            row.extra
-        );
-        self.rows.push(row);
+        for (i, (_, peer, n)) in cases.iter().enumerate() {
+            let row = Row {
+                workload: workload.to_string(),
+                peer: peer.clone(),
+                n: self.items(*n),
+                seconds: median(&mut seconds[i]),
+                rss_mib: median(&mut rss[i]),
+                extra: std::mem::take(&mut extra[i]),
+            };
+            eprintln!(
+                "{:<18} {:<32} {:>12.0} msgs/s  {:>7.1} MiB peak RSS {}",
+                row.workload,
+                row.peer,
+                row.rate(),
+                row.rss_mib,
+                row.extra
+            );
+            self.rows.push(row);
+        }
     }
 
     /// Open time after SIGKILL with `n` records queued: a filler child builds the queue and is
@@ -963,17 +969,18 @@ fn main() {
     };
 
     // 1. Memory: consumers keep up, the cache (4096) never fills.
+    let case = |case: String, peer: &str, n: u64| (case, peer.to_string(), n);
     for threads in [1, 2] {
-        let workload = format!("memory {threads}P{threads}C");
         let peers: &[&str] = if threads == 1 {
             &["spillq", "spillq-batch", "crossbeam", "hopper"]
         } else {
             &["spillq", "spillq-batch", "crossbeam"]
         };
-        for peer in peers {
-            let case = format!("memory/{peer}/{threads}");
-            bench.measure(&workload, &case, peer, 10_000_000);
-        }
+        let cases: Vec<_> = peers
+            .iter()
+            .map(|peer| case(format!("memory/{peer}/{threads}"), peer, 10_000_000))
+            .collect();
+        bench.measure(&format!("memory {threads}P{threads}C"), &cases);
     }
     // 2. Spill: 1M records through a cache of 1024.
     let spill_peers = [
@@ -987,65 +994,67 @@ fn main() {
         "hopper",
         "hopper-default",
     ];
-    for peer in spill_peers.iter().chain(["bare-log"].iter()) {
-        bench.measure("spill seq", &format!("spill-seq/{peer}"), peer, 1_000_000);
-    }
-    for peer in spill_peers {
-        bench.measure(
-            "spill concurrent",
-            &format!("spill-concurrent/{peer}"),
-            peer,
-            1_000_000,
-        );
-    }
+    let cases: Vec<_> = spill_peers
+        .iter()
+        .chain(["bare-log"].iter())
+        .map(|peer| case(format!("spill-seq/{peer}"), peer, 1_000_000))
+        .collect();
+    bench.measure("spill seq", &cases);
+    let cases: Vec<_> = spill_peers
+        .iter()
+        .map(|peer| case(format!("spill-concurrent/{peer}"), peer, 1_000_000))
+        .collect();
+    bench.measure("spill concurrent", &cases);
     // 3. Durable.
-    for threads in [1, 4, 16] {
-        bench.measure(
-            "durable",
-            &format!("durable/spillq-every-put/{threads}"),
-            &format!("spillq EveryPut, {threads} producers"),
-            2000 * threads,
-        );
-    }
-    bench.measure(
-        "durable",
-        "durable/spillq-put-all-1000/1",
-        "spillq EveryPut, put_all of 1000",
-        200_000,
-    );
-    bench.measure(
-        "durable",
-        "durable/queue-file-sync/1",
-        "queue-file, sync on",
-        2000,
-    );
-    bench.measure(
-        "durable",
-        "durable/queue-file-add-n-1000-sync/1",
-        "queue-file, sync on, add_n of 1000",
-        200_000,
-    );
-    bench.measure(
-        "durable",
-        "durable/bare-log-fdatasync-per-1000/1",
-        "bare log, fdatasync per 1000",
-        200_000,
-    );
-    bench.measure(
-        "durable",
-        "durable/fdatasync-4k-latency/1",
-        "fdatasync latency, 4 KiB append",
-        500,
-    );
+    let mut cases: Vec<_> = [1, 4, 16]
+        .iter()
+        .map(|threads| {
+            case(
+                format!("durable/spillq-every-put/{threads}"),
+                &format!("spillq EveryPut, {threads} producers"),
+                2000 * threads,
+            )
+        })
+        .collect();
+    cases.extend([
+        case(
+            "durable/spillq-put-all-1000/1".into(),
+            "spillq EveryPut, put_all of 1000",
+            200_000,
+        ),
+        case(
+            "durable/queue-file-sync/1".into(),
+            "queue-file, sync on",
+            2000,
+        ),
+        case(
+            "durable/queue-file-add-n-1000-sync/1".into(),
+            "queue-file, sync on, add_n of 1000",
+            200_000,
+        ),
+        case(
+            "durable/bare-log-fdatasync-per-1000/1".into(),
+            "bare log, fdatasync per 1000",
+            200_000,
+        ),
+        case(
+            "durable/fdatasync-4k-latency/1".into(),
+            "fdatasync latency, 4 KiB append",
+            500,
+        ),
+    ]);
+    bench.measure("durable", &cases);
     // 4. Recovery.
     bench.recovery(1_000_000);
     bench.recovery(10_000_000);
     // 5. Footprint.
     bench.measure(
         "footprint",
-        "footprint/spillq",
-        "spillq, 10M pushed then drained",
-        10_000_000,
+        &[case(
+            "footprint/spillq".into(),
+            "spillq, 10M pushed then drained",
+            10_000_000,
+        )],
     );
 
     let tables = print_tables(&bench.rows);
