@@ -452,9 +452,17 @@ impl<T: Send + 'static> Queue<T> {
             if let Some(failure) = shared.signals.failure() {
                 return Err(Refused::Failed(items, failure.to_error()));
             }
-            let mut batch = Batch::new(state.next_sequence);
-            shared.write_unwritten(&mut state, &mut batch);
-            batch.extend(bytes);
+            let mut batch = if state.unwritten == 0 {
+                // The usual case while spilling: the encoded batch goes as it is.
+                let mut batch = bytes;
+                batch.first_sequence = state.next_sequence;
+                batch
+            } else {
+                let mut batch = Batch::new(state.next_sequence);
+                shared.write_unwritten(&mut state, &mut batch);
+                batch.extend(bytes);
+                batch
+            };
             batch.durable = every_put;
             state.next_sequence = batch.end_sequence();
             let end = state.next_sequence;
