@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     println!("  the read cursor, so they survive even a power cut;");
     println!("- items up to {got}: taken before that sync, whose checkpoint covers their removal;");
     println!(
-        "- {after_sync} item(s) put after the sync: back only if they had reached the mapped segments"
+        "- {after_sync} item(s) put after the sync: back only if they had reached the segment files"
     );
     println!("  (a kill keeps those; items still in the memory ring were lost with the process).");
     Ok(())
