@@ -13,6 +13,18 @@
 //!   is disk-only; when one must go to disk, the unwritten ring items are written first.
 //! - A new item goes to the ring if nothing is disk-only and the ring holds fewer than
 //!   `cache_size` items; otherwise to disk.
+//!
+//! The lane: a lock-free bounded queue in front of the ring, so that a producer in the common
+//! case (memory has room, nothing on disk) hands its item over without the lock. Lane items
+//! are the youngest, unwritten items of the ring that have not been moved into it yet: whoever
+//! takes the lock moves them in first (`Shared::lock`). The lane's gate is open only while the
+//! ring holds at most `cache_size - 2 * capacity` items and nothing is disk-only (and the queue
+//! is open, not poisoned, and has no `max_len` and no `EveryPut`). Anything that could leave
+//! that state closes the gate first, under the lock, and waits for the producers inside to
+//! finish their push. So lane items never coexist with disk-only records, and ring plus lane
+//! never hold more than `cache_size` items: a lock holder moves at most `capacity` items in
+//! and then closes the gate if the ring has passed the mark, with at most `capacity` more in
+//! the lane.
 
 use crate::builder::{Config, Durability};
 use crate::codec::Codec;
@@ -22,6 +34,7 @@ use crate::log::record::MAX_PAYLOAD_BYTES;
 use crate::log::{CheckpointState, LogShared};
 use crate::spill::{Batch, Command, ReadCursor, Signals};
 use crossbeam_channel::Sender;
+use crossbeam_queue::ArrayQueue;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -70,6 +83,122 @@ impl<T> Slot<T> {
             | Self::Undecodable { sequence, .. } => Some(*sequence),
             _ => None,
         }
+    }
+}
+
+/// Items in the lane at most: a quarter of the cache, up to this.
+const MAX_LANE: usize = 1024;
+
+/// Times a producer finding the lane full tries again, backing off, before taking the lock.
+const LANE_RETRIES: u32 = 16;
+
+/// Set in [`Lane::gate`] while the gate is closed; the bits below count producers inside.
+const GATE_CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// The lock-free front of the ring (see the module docs).
+pub(crate) struct Lane<T> {
+    /// `None` when the configuration never allows it.
+    items: Option<ArrayQueue<T>>,
+    /// [`GATE_CLOSED`], plus the producers between entering and leaving [`Lane::push`].
+    gate: AtomicUsize,
+    /// Consumers about to sleep, or sleeping, on `not_empty`: a producer that pushed wakes them.
+    pub(crate) waiters: AtomicUsize,
+}
+
+impl<T> Lane<T> {
+    pub(crate) fn new(config: &Config) -> Self {
+        let capacity = (config.cache_size / 4).min(MAX_LANE);
+        let allowed =
+            capacity > 0 && config.max_len.is_none() && config.durability != Durability::EveryPut;
+        Self {
+            items: allowed.then(|| ArrayQueue::new(capacity)),
+            gate: AtomicUsize::new(GATE_CLOSED),
+            waiters: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.items.as_ref().map_or(0, ArrayQueue::capacity)
+    }
+
+    /// Hands `item` over if the gate is open and the lane has room; else gives it back. A full
+    /// lane means consumers are a moment behind: it waits a little for them (as a bounded
+    /// channel would) before giving up, since the way through the lock slows them down more.
+    pub(crate) fn push(&self, mut item: T) -> Result<(), T> {
+        for attempt in 0..=LANE_RETRIES {
+            if attempt > 0 {
+                if attempt < 4 {
+                    for _ in 0..(1u32 << attempt) {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            match self.try_push(item) {
+                Ok(()) => return Ok(()),
+                Err((back, true)) => item = back,
+                Err((back, false)) => return Err(back),
+            }
+        }
+        Err(item)
+    }
+
+    /// One attempt; on refusal, the item and whether the lane was only full (gate open).
+    fn try_push(&self, item: T) -> Result<(), (T, bool)> {
+        let Some(items) = &self.items else {
+            return Err((item, false));
+        };
+        if self.gate.load(Ordering::Relaxed) & GATE_CLOSED != 0 {
+            return Err((item, false));
+        }
+        // Entering: a closer that set the flag before this sees the count and waits for the
+        // push; one that sets it after finds the count and waits too.
+        if self.gate.fetch_add(1, Ordering::SeqCst) & GATE_CLOSED != 0 {
+            self.gate.fetch_sub(1, Ordering::Release);
+            return Err((item, false));
+        }
+        let pushed = items.push(item);
+        // Leaving: the push happens before the closer's acquire load that sees the count drop.
+        self.gate.fetch_sub(1, Ordering::Release);
+        pushed.map_err(|back| (back, true))
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.gate.load(Ordering::Relaxed) & GATE_CLOSED == 0
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.as_ref().is_none_or(ArrayQueue::is_empty)
+    }
+
+    /// Call with the queue's lock held.
+    fn open(&self) {
+        if self.items.is_some() {
+            self.gate.fetch_and(!GATE_CLOSED, Ordering::Release);
+        }
+    }
+
+    /// Closes the gate and waits until no producer is inside. Call with the queue's lock held;
+    /// the producers inside never wait for it, so this ends as soon as they are scheduled.
+    fn close(&self) {
+        if self.gate.fetch_or(GATE_CLOSED, Ordering::SeqCst) & !GATE_CLOSED == 0 {
+            return;
+        }
+        let mut spins = 0u32;
+        while self.gate.load(Ordering::Acquire) & !GATE_CLOSED != 0 {
+            if spins < 64 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Takes up to a lane's worth of items, oldest first.
+    fn pop(&self) -> Option<T> {
+        self.items.as_ref()?.pop()
     }
 }
 
@@ -178,6 +307,8 @@ impl<T> State<T> {
 /// Everything the handles of one queue share.
 pub(crate) struct Shared<T> {
     pub(crate) state: Mutex<State<T>>,
+    /// The lock-free front of the ring (see the module docs).
+    pub(crate) lane: Lane<T>,
     pub(crate) not_empty: Condvar,
     pub(crate) not_full: Condvar,
     pub(crate) config: Config,
@@ -198,9 +329,81 @@ pub(crate) struct Shared<T> {
 }
 
 impl<T: Send + 'static> Shared<T> {
+    /// Locks the state, with the lane's items moved into the ring.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<T>> {
+        let mut state = self.lock_only();
+        self.absorb_lane(&mut state);
+        state
+    }
+
+    /// Moves the lane's items into the ring, and closes the gate if the ring has grown past
+    /// the mark.
+    pub(crate) fn absorb_lane(&self, state: &mut State<T>) {
+        self.take_lane(state);
+        if self.lane.is_open() && !self.lane_may_open(state) {
+            self.close_lane(state);
+        }
+    }
+
+    /// Removes the head: the ring's, or once the ring is empty, the lane's.
+    pub(crate) fn pop_head(&self, state: &mut State<T>) -> Option<Slot<T>> {
+        // The lane is never behind disk-only records (see the module docs), so with the ring
+        // empty its oldest item is the head.
+        state.pop_front().or_else(|| {
+            self.lane.pop().map(|item| Slot::Item {
+                item,
+                written: Written::No,
+            })
+        })
+    }
+
+    /// Locks the state and nothing else: for a producer that only wakes a sleeper.
+    pub(crate) fn lock_only(&self) -> MutexGuard<'_, State<T>> {
         // A panic in user code (a codec) while the lock was held leaves the state usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves up to a lane's worth of items into the ring; returns whether it moved any.
+    pub(crate) fn take_lane(&self, state: &mut State<T>) -> bool {
+        let mut moved = 0;
+        while moved < self.lane.capacity() {
+            let Some(item) = self.lane.pop() else {
+                break;
+            };
+            state.ring.push_back(Slot::Item {
+                item,
+                written: Written::No,
+            });
+            moved += 1;
+        }
+        state.unwritten += moved;
+        moved > 0
+    }
+
+    /// Closes the lane's gate and moves what is left in it into the ring. After this, until
+    /// the gate opens again (under the lock), no item enters the queue without the lock.
+    pub(crate) fn close_lane(&self, state: &mut State<T>) {
+        self.lane.close();
+        self.take_lane(state);
+    }
+
+    /// Opens the lane's gate if the state allows it, else closes it.
+    pub(crate) fn settle_lane(&self, state: &mut State<T>) {
+        if self.lane_may_open(state) {
+            if !self.lane.is_open() {
+                self.lane.open();
+            }
+        } else if self.lane.is_open() {
+            self.close_lane(state);
+        }
+    }
+
+    /// Whether producers may use the lane now (see the module docs).
+    fn lane_may_open(&self, state: &State<T>) -> bool {
+        state.disk_only() == 0
+            && !state.closed
+            && state.ring.len() + 2 * self.lane.capacity() <= self.config.cache_size
+            && !self.signals.failed.load(Ordering::Acquire)
     }
 
     pub(crate) fn encode(&self, item: &T, batch: &mut Batch) -> Result<(), Error> {
@@ -337,9 +540,22 @@ impl<T: Send + 'static> Shared<T> {
     /// After items left the queue: publish the read cursor, count removals, wake producers.
     /// Every `checkpoint_every_removals` removals the spill thread is woken to checkpoint the
     /// cursor and delete the segments it has left behind.
-    pub(crate) fn removed(&self, state: &State<T>, count: u64) {
-        self.signals.set_read(state.read_cursor());
+    pub(crate) fn removed(&self, state: &mut State<T>, count: u64) {
+        if state.unacked.is_empty() && state.returned.is_empty() {
+            // The usual case, made cheap: nothing to list, and often nothing moved (items
+            // that were only in memory leave the cursor where it was).
+            let sequence = state.cursor_ignoring_unacked();
+            if self.signals.published_sequence() != Some(sequence) {
+                self.signals.set_read(ReadCursor {
+                    sequence,
+                    unacked: Vec::new(),
+                });
+            }
+        } else {
+            self.signals.set_read(state.read_cursor());
+        }
         self.update_spilling(state);
+        self.settle_lane(state);
         let every = self.config.checkpoint_every_removals;
         let removals = self.signals.removals.fetch_add(count, Ordering::Relaxed);
         if removals / every != (removals + count) / every {
@@ -352,7 +568,10 @@ impl<T: Send + 'static> Shared<T> {
 
     pub(crate) fn update_spilling(&self, state: &State<T>) {
         let spilling = state.disk_only() > 0 || state.ring.len() >= self.config.cache_size;
-        self.spilling.store(spilling, Ordering::Relaxed);
+        // Stored only on a change: the line is read by every producer.
+        if self.spilling.load(Ordering::Relaxed) != spilling {
+            self.spilling.store(spilling, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn every_put(&self) -> bool {

@@ -135,11 +135,13 @@ impl<T: Send + 'static> Delivery<T> {
                     state.returned.insert(sequence);
                 }
                 shared.update_spilling(&state);
+                // The ring grew: the lane may have to close.
+                shared.settle_lane(&mut state);
                 if state.consumers_waiting > 0 {
                     shared.not_empty.notify_one();
                 }
             }
-            _ => shared.removed(&state, 1),
+            _ => shared.removed(&mut state, 1),
         }
         if give_back {
             // The cursor is unchanged; the item moved from "out" to "returned".

@@ -2,7 +2,7 @@
 //! and `spill.rs` (writing); this file only composes them.
 
 use crate::builder::{Builder, Config};
-use crate::cache::{Shared, Slot, State, Written, decode_record};
+use crate::cache::{Lane, Shared, Slot, State, Written, decode_record};
 use crate::codec::Codec;
 use crate::delivery::Delivery;
 use crate::error::{Error, PutTimeoutError, TryPutError};
@@ -117,6 +117,10 @@ trait Items<T> {
     fn count_items(&self) -> usize;
     fn encode_items(&self, shared: &Shared<T>, batch: &mut Batch) -> Result<(), Error>;
     fn into_ring(self, ring: &mut VecDeque<Slot<T>>);
+    /// Hands the items over through the lane, if they can go that way now.
+    fn into_lane(self, lane: &Lane<T>) -> Result<(), Self>
+    where
+        Self: Sized;
 }
 
 impl<T: Send + 'static> Items<T> for T {
@@ -133,6 +137,10 @@ impl<T: Send + 'static> Items<T> for T {
             item: self,
             written: Written::No,
         });
+    }
+
+    fn into_lane(self, lane: &Lane<T>) -> Result<(), Self> {
+        lane.push(self)
     }
 }
 
@@ -155,6 +163,11 @@ impl<T: Send + 'static> Items<T> for Many<T> {
             item,
             written: Written::No,
         }));
+    }
+
+    /// Never: a batch must stay contiguous, and lane pushes from two producers interleave.
+    fn into_lane(self, _lane: &Lane<T>) -> Result<(), Self> {
+        Err(self)
     }
 }
 
@@ -241,7 +254,9 @@ impl<T: Send + 'static> Queue<T> {
         let (commands, receiver) = crossbeam_channel::bounded(COMMAND_CAPACITY);
         let durability = config.durability;
         let checkpoint_every_removals = config.checkpoint_every_removals;
+        let lane = Lane::new(&config);
         let shared = Arc::new(Shared {
+            lane,
             state: Mutex::new(State {
                 returned: ring.iter().filter_map(Slot::sequence).collect(),
                 ring,
@@ -279,7 +294,11 @@ impl<T: Send + 'static> Queue<T> {
             durability,
             checkpoint_every_removals,
         );
-        shared.update_spilling(&shared.lock());
+        {
+            let mut state = shared.lock();
+            shared.update_spilling(&state);
+            shared.settle_lane(&mut state);
+        }
         let thread = std::thread::Builder::new()
             .name("spillq-spill".into())
             .spawn(move || spill.run())
@@ -409,6 +428,19 @@ impl<T: Send + 'static> Queue<T> {
     /// codec failure refuses the items only if they really must be encoded now.
     fn put_inner<I: Items<T>>(&self, items: I, wait: Wait) -> Result<(), Refused<I>> {
         let shared = &*self.shared;
+        // The common case: memory has room and nothing is on disk; no lock. (A writer that
+        // has failed sends every put the long way, to meet the failure.)
+        let items = if shared.signals.failed.load(Ordering::Acquire) {
+            items
+        } else {
+            match items.into_lane(&shared.lane) {
+                Ok(()) => {
+                    self.after_lane_push();
+                    return Ok(());
+                }
+                Err(items) => items,
+            }
+        };
         let every_put = shared.every_put();
         let count = items.count_items();
         let mut encoded: Option<Result<Batch, Error>> = None;
@@ -428,6 +460,9 @@ impl<T: Send + 'static> Queue<T> {
                 Err(NoRoom::Full) => return Err(Refused::Full(items)),
                 Err(NoRoom::Closed) => return Err(Refused::Closed(items)),
             };
+            // Nothing may enter through the lane while this put decides where its items go:
+            // they must come after every lane item, and lane items must stay in memory.
+            shared.close_lane(&mut state);
             // After a failed fsync nothing new is taken, not even into memory: it could never
             // be made durable.
             if let Some(failure @ Failure::Poisoned(_)) = shared.signals.failure() {
@@ -438,7 +473,7 @@ impl<T: Send + 'static> Queue<T> {
             if !every_put && shared.routes_to_memory(&state, count) {
                 items.into_ring(&mut state.ring);
                 state.unwritten += count;
-                self.after_put(&state, count);
+                self.after_put(&mut state, count);
                 return Ok(());
             }
             let bytes = match encoded.take() {
@@ -466,7 +501,7 @@ impl<T: Send + 'static> Queue<T> {
             batch.durable = every_put;
             state.next_sequence = batch.end_sequence();
             let end = state.next_sequence;
-            self.after_put(&state, count);
+            self.after_put(&mut state, count);
             drop(state);
             if shared.send(batch).is_err() {
                 return Err(Refused::Closed(items));
@@ -478,9 +513,23 @@ impl<T: Send + 'static> Queue<T> {
         }
     }
 
-    fn after_put(&self, state: &State<T>, count: usize) {
+    /// After an item went through the lane: wake a consumer that sleeps, or is about to.
+    fn after_lane_push(&self) {
+        let shared = &*self.shared;
+        // Pairs with the fence in `wait_for_head`: either this load sees the consumer's count,
+        // or the consumer's look at the lane (after its count) sees the item.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if shared.lane.waiters.load(Ordering::Relaxed) > 0 {
+            // Under the lock, so the consumer is either asleep or has not looked yet.
+            drop(shared.lock_only());
+            shared.not_empty.notify_one();
+        }
+    }
+
+    fn after_put(&self, state: &mut State<T>, count: usize) {
         self.shared.puts.fetch_add(1, Ordering::Release);
         self.shared.update_spilling(state);
+        self.shared.settle_lane(state);
         if state.consumers_waiting > 0 {
             if count == 1 {
                 self.shared.not_empty.notify_one();
@@ -520,14 +569,17 @@ impl<T: Send + 'static> Queue<T> {
     /// Removes the head slot, waiting as `wait` allows. `Ok(None)`: nothing in time.
     fn take<'a>(&'a self, wait: Wait) -> Result<(Guard<'a, T>, Option<Slot<T>>), Error> {
         let mut state = self.wait_for_head(wait)?;
-        let slot = state.pop_front();
+        let slot = self.shared.pop_head(&mut state);
         Ok((state, slot))
     }
 
-    /// Waits until the ring has a head slot (refilling from disk), or `wait` runs out.
+    /// Waits until the queue has a head (in the ring, refilled from disk if need be, or in the
+    /// lane), or `wait` runs out. The lane is left as it is: consumers take from it directly
+    /// once the ring is empty (`Shared::pop_head`), so a consumer that keeps up keeps the
+    /// ring empty and the lane open.
     fn wait_for_head(&self, wait: Wait) -> Result<MutexGuard<'_, State<T>>, Error> {
         let shared = &*self.shared;
-        let mut state = self.lock();
+        let mut state = shared.lock_only();
         loop {
             if state.closed {
                 return Err(Error::Closed);
@@ -554,7 +606,7 @@ impl<T: Send + 'static> Queue<T> {
                     continue;
                 }
             }
-            if !state.ring.is_empty() {
+            if !state.ring.is_empty() || !shared.lane.is_empty() {
                 return Ok(state);
             }
             let Some(deadline) = wait.deadline() else {
@@ -564,16 +616,36 @@ impl<T: Send + 'static> Queue<T> {
             // microseconds before going to sleep (a sleep and a wake-up cost far more).
             let seen = shared.puts.load(Ordering::Acquire);
             drop(state);
-            let put_meanwhile = spin_until(|| shared.puts.load(Ordering::Acquire) != seen);
-            state = self.lock();
-            if put_meanwhile || !state.ring.is_empty() || state.disk_only() > 0 || state.closed {
+            let put_meanwhile = spin_until(|| {
+                shared.puts.load(Ordering::Acquire) != seen || !shared.lane.is_empty()
+            });
+            state = shared.lock_only();
+            if put_meanwhile
+                || !state.ring.is_empty()
+                || !shared.lane.is_empty()
+                || state.disk_only() > 0
+                || state.closed
+            {
                 continue;
             }
             state.consumers_waiting += 1;
-            let (guard, timed_out) = shared.wait(&shared.not_empty, state, deadline);
+            // Counted first, then one more look at the lane: a producer that pushed before
+            // the count is seen here, one that pushed after sees the count and wakes us.
+            shared.lane.waiters.fetch_add(1, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let (guard, timed_out) = if shared.lane.is_empty() {
+                shared.wait(&shared.not_empty, state, deadline)
+            } else {
+                (state, false)
+            };
             state = guard;
+            shared.lane.waiters.fetch_sub(1, Ordering::Relaxed);
             state.consumers_waiting -= 1;
-            if timed_out && state.ring.is_empty() && state.disk_only() == 0 {
+            if timed_out
+                && state.ring.is_empty()
+                && shared.lane.is_empty()
+                && state.disk_only() == 0
+            {
                 return if state.closed {
                     Err(Error::Closed)
                 } else {
@@ -584,7 +656,7 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Turns a removed slot into the caller's item, publishing the removal.
-    fn finish_take(&self, state: &State<T>, slot: Slot<T>) -> Result<T, Error> {
+    fn finish_take(&self, state: &mut State<T>, slot: Slot<T>) -> Result<T, Error> {
         self.shared.removed(state, 1);
         match slot {
             Slot::Item { item, .. } => Ok(item),
@@ -601,8 +673,9 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     fn get_inner(&self, wait: Wait) -> Result<Option<T>, Error> {
-        let (state, slot) = self.take(wait)?;
-        slot.map(|slot| self.finish_take(&state, slot)).transpose()
+        let (mut state, slot) = self.take(wait)?;
+        slot.map(|slot| self.finish_take(&mut state, slot))
+            .transpose()
     }
 
     /// Removes and returns the head item, waiting until there is one.
@@ -680,32 +753,32 @@ impl<T: Send + 'static> Queue<T> {
         let shared = &*self.shared;
         let mut state = self.wait_for_head(Wait::for_timeout(timeout))?;
         while items.len() < max {
-            if state.ring.is_empty() {
-                if state.disk_only() == 0 {
-                    break;
-                }
+            if state.ring.is_empty() && state.disk_only() > 0 {
                 shared.refill(&mut state)?;
             }
             if !items.is_empty() && matches!(state.ring.front(), Some(Slot::Undecodable { .. })) {
                 // Reported by the next call, on its own.
                 break;
             }
-            match state.pop_front() {
+            match shared.pop_head(&mut state) {
                 Some(Slot::Item { item, .. }) => items.push(item),
                 Some(undecodable) => {
-                    return self.finish_take(&state, undecodable).map(|item| vec![item]);
+                    return self
+                        .finish_take(&mut state, undecodable)
+                        .map(|item| vec![item]);
                 }
                 None => break,
             }
         }
         if !items.is_empty() {
-            shared.removed(&state, items.len() as u64);
+            shared.removed(&mut state, items.len() as u64);
         }
         Ok(items)
     }
 
     fn peek_inner(&self, wait: Wait) -> Result<Option<T>, Error> {
-        let state = self.wait_for_head(wait)?;
+        let mut state = self.wait_for_head(wait)?;
+        self.shared.absorb_lane(&mut state);
         match state.ring.front() {
             None => Ok(None),
             Some(Slot::Item { item, .. }) => {
@@ -801,7 +874,7 @@ impl<T: Send + 'static> Queue<T> {
             .min(n - removed);
         state.loaded += from_disk as u64;
         removed += from_disk;
-        self.shared.removed(&state, removed as u64);
+        self.shared.removed(&mut state, removed as u64);
         Ok(removed)
     }
 
@@ -811,7 +884,7 @@ impl<T: Send + 'static> Queue<T> {
         let (item, written) = match slot {
             None => return Ok(None),
             Some(Slot::Item { item, written }) => (item, written),
-            Some(undecodable) => return self.finish_take(&state, undecodable).map(|_| None),
+            Some(undecodable) => return self.finish_take(&mut state, undecodable).map(|_| None),
         };
         // Out with a consumer, the item must survive a crash: write it now if only in memory.
         // It is the head, so every other unwritten item comes after it and order holds.
@@ -1029,6 +1102,10 @@ impl<T: Send + 'static> Queue<T> {
         if state.closed {
             return Err(Error::Closed);
         }
+        if close {
+            // Items already in the lane are in the queue; none may enter after this.
+            shared.close_lane(&mut state);
+        }
         let mut batch = Batch::new(state.next_sequence);
         shared.write_unwritten(&mut state, &mut batch);
         let failures = std::mem::take(&mut state.codec_failures);
@@ -1086,7 +1163,7 @@ impl<T: Send + 'static> Queue<T> {
         state.epoch += 1;
         state.codec_failures.clear();
         let up_to = state.next_sequence;
-        shared.removed(&state, 0);
+        shared.removed(&mut state, 0);
         drop(state);
         let (reply, answer) = crossbeam_channel::bounded(1);
         shared

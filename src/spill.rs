@@ -170,6 +170,9 @@ pub(crate) struct Signals {
     /// Published by consumers under the queue's lock; one mutex, so the cursor and the
     /// unacknowledged list are always read as a pair.
     read: Mutex<ReadCursor>,
+    /// The sequence of `read` when its unacknowledged list is empty, else `u64::MAX`: lets a
+    /// consumer see without a lock that it has nothing new to publish.
+    published: AtomicU64,
     /// Removals since the last checkpoint request.
     pub(crate) removals: AtomicU64,
     /// Consumers waiting for records the spill thread has not appended yet.
@@ -220,8 +223,23 @@ impl Signals {
         signals
     }
 
+    /// Publishes the read cursor. Called under the queue's lock.
     pub(crate) fn set_read(&self, read: ReadCursor) {
-        *self.read.lock().unwrap_or_else(|e| e.into_inner()) = read;
+        let mut current = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        let published = if read.unacked.is_empty() {
+            read.sequence
+        } else {
+            u64::MAX
+        };
+        self.published.store(published, Ordering::Relaxed);
+        *current = read;
+    }
+
+    /// The cursor's sequence as last published, if it listed nothing unacknowledged. Read
+    /// under the queue's lock, like every `set_read`.
+    pub(crate) fn published_sequence(&self) -> Option<u64> {
+        let published = self.published.load(Ordering::Relaxed);
+        (published != u64::MAX).then_some(published)
     }
 
     pub(crate) fn read(&self) -> ReadCursor {

@@ -5,6 +5,7 @@ mod common;
 use spillq::Queue;
 use std::collections::HashMap;
 use std::thread;
+use std::time::Duration;
 
 fn many_producers_and_consumers(cache_size: usize, segment_size: u64) {
     run(4, 4, 250_000, cache_size, segment_size);
@@ -86,4 +87,147 @@ fn four_producers_four_consumers_everything_through_disk() {
 #[ignore = "long soak: run with --ignored"]
 fn soak_eight_producers_eight_consumers_ten_million_items() {
     run(8, 8, 1_250_000, 64, 4 << 20);
+}
+
+/// Every way in and out at once, with a small cache so the queue keeps moving between memory
+/// and disk (and producers between the lock-free way in and the locked one): each consumer
+/// sees each producer's items in order, nothing is lost or repeated, and memory never holds
+/// more than `cache_size` items.
+#[test]
+fn mixed_calls_keep_order_and_the_memory_bound() {
+    const CACHE: usize = 64;
+    const PRODUCERS: u64 = 3;
+    const PER_PRODUCER: u64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::<(u64, u64)>::builder(dir.path())
+        .cache_size(CACHE)
+        .segment_size(64 * 1024)
+        .open()
+        .unwrap();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let queue = queue.clone();
+            thread::spawn(move || {
+                let mut rng = common::Rng(p + 1);
+                let mut i = 0;
+                while i < PER_PRODUCER {
+                    match rng.next() % 4 {
+                        0 => {
+                            // Up to 40: more than twice the lane (16), so a batch can go to disk while the
+                            // lane is open.
+                            let n = (1 + rng.next() % 40).min(PER_PRODUCER - i);
+                            queue.put_all((i..i + n).map(|i| (p, i))).unwrap();
+                            i += n;
+                        }
+                        1 => {
+                            queue.try_put((p, i)).unwrap();
+                            i += 1;
+                        }
+                        _ => {
+                            queue.put((p, i)).unwrap();
+                            i += 1;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..2u64)
+        .map(|c| {
+            let queue = queue.clone();
+            thread::spawn(move || {
+                let mut rng = common::Rng(100 + c);
+                let mut got = Vec::new();
+                loop {
+                    let batch = match rng.next() % 3 {
+                        0 => queue.get_batch(1 + (rng.next() % 16) as usize, Duration::ZERO),
+                        1 => queue.try_get().map(|item| item.into_iter().collect()),
+                        _ => queue
+                            .get_timeout(Duration::from_millis(1))
+                            .map(|item| item.into_iter().collect()),
+                    };
+                    match batch {
+                        Ok(items) => got.extend(items),
+                        Err(spillq::Error::Closed) => return got,
+                        Err(error) => panic!("{error}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile: syncs and stats, checking the memory bound.
+    let mut checks = 0;
+    while producers.iter().any(|p| !p.is_finished()) {
+        queue.sync().unwrap();
+        let stats = queue.stats();
+        assert!(
+            stats.in_memory <= CACHE,
+            "{} items in memory",
+            stats.in_memory
+        );
+        checks += 1;
+    }
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    while !queue.is_empty() {
+        thread::yield_now();
+    }
+    queue.close().unwrap();
+    let mut seen = vec![vec![false; PER_PRODUCER as usize]; PRODUCERS as usize];
+    for consumer in consumers {
+        let mut last = vec![None; PRODUCERS as usize];
+        for (p, i) in consumer.join().unwrap() {
+            let (p, i) = (p as usize, i as usize);
+            assert!(last[p] < Some(i), "producer {p}: {i} after {:?}", last[p]);
+            last[p] = Some(i);
+            assert!(!seen[p][i], "({p}, {i}) delivered twice");
+            seen[p][i] = true;
+        }
+    }
+    assert!(seen.iter().flatten().all(|&s| s), "items lost");
+    assert!(checks > 0);
+}
+
+/// `close` while producers are putting: every put that returned `Ok` is either delivered
+/// before the close or found on disk when the queue is opened again, in each producer's order.
+#[test]
+fn close_keeps_every_accepted_put() {
+    const PRODUCERS: u64 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::<(u64, u64)>::builder(dir.path())
+        .cache_size(4096)
+        .open()
+        .unwrap();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let queue = queue.clone();
+            thread::spawn(move || {
+                let mut accepted = 0;
+                loop {
+                    match queue.put((p, accepted)) {
+                        Ok(()) => accepted += 1,
+                        Err(spillq::Error::Closed) => return accepted,
+                        Err(error) => panic!("{error}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    // Close in the middle of the traffic: once enough has been taken.
+    let mut got = Vec::new();
+    while got.len() < 50_000 {
+        got.extend(queue.get_batch(256, Duration::from_secs(10)).unwrap());
+    }
+    queue.close().unwrap();
+    let accepted: Vec<u64> = producers.into_iter().map(|p| p.join().unwrap()).collect();
+    drop(queue);
+    let reopened = Queue::<(u64, u64)>::open(dir.path()).unwrap();
+    got.extend(reopened.try_iter().map(Result::unwrap));
+    let mut next = vec![0; PRODUCERS as usize];
+    for (p, i) in got {
+        assert_eq!(i, next[p as usize], "producer {p}");
+        next[p as usize] += 1;
+    }
+    assert_eq!(next, accepted);
 }
