@@ -95,14 +95,38 @@ const LANE_RETRIES: u32 = 16;
 /// Set in [`Lane::gate`] while the gate is closed; the bits below count producers inside.
 const GATE_CLOSED: usize = 1 << (usize::BITS - 1);
 
+/// The lane's atomics: loom's under `--cfg loom`, so its model checker can run the gate and
+/// wake-up protocols (`lane_loom` tests below).
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
+
+/// A moment's pause in a wait loop (a yield point for loom).
+fn lane_pause(round: u32) {
+    #[cfg(loom)]
+    {
+        let _ = round;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    if round < 4 {
+        for _ in 0..(1u32 << round) {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 /// The lock-free front of the ring (see the module docs).
 pub(crate) struct Lane<T> {
     /// `None` when the configuration never allows it.
     items: Option<ArrayQueue<T>>,
     /// [`GATE_CLOSED`], plus the producers between entering and leaving [`Lane::push`].
-    gate: AtomicUsize,
+    gate: LaneAtomic,
     /// Consumers about to sleep, or sleeping, on `not_empty`: a producer that pushed wakes them.
-    pub(crate) waiters: AtomicUsize,
+    waiters: LaneAtomic,
 }
 
 impl<T> Lane<T> {
@@ -110,10 +134,14 @@ impl<T> Lane<T> {
         let capacity = (config.cache_size / 4).min(MAX_LANE);
         let allowed =
             capacity > 0 && config.max_len.is_none() && config.durability != Durability::EveryPut;
+        Self::with_capacity(allowed.then_some(capacity))
+    }
+
+    fn with_capacity(capacity: Option<usize>) -> Self {
         Self {
-            items: allowed.then(|| ArrayQueue::new(capacity)),
-            gate: AtomicUsize::new(GATE_CLOSED),
-            waiters: AtomicUsize::new(0),
+            items: capacity.map(ArrayQueue::new),
+            gate: LaneAtomic::new(GATE_CLOSED),
+            waiters: LaneAtomic::new(0),
         }
     }
 
@@ -127,13 +155,7 @@ impl<T> Lane<T> {
     pub(crate) fn push(&self, mut item: T) -> Result<(), T> {
         for attempt in 0..=LANE_RETRIES {
             if attempt > 0 {
-                if attempt < 4 {
-                    for _ in 0..(1u32 << attempt) {
-                        std::hint::spin_loop();
-                    }
-                } else {
-                    std::thread::yield_now();
-                }
+                lane_pause(attempt);
             }
             match self.try_push(item) {
                 Ok(()) => return Ok(()),
@@ -158,6 +180,10 @@ impl<T> Lane<T> {
             self.gate.fetch_sub(1, Ordering::Release);
             return Err((item, false));
         }
+        // Under loom, a point where the model may switch threads: loom only sees its own
+        // atomics, and this window (inside, not yet pushed) is the one the gate is for.
+        #[cfg(loom)]
+        self.gate.load(Ordering::Relaxed);
         let pushed = items.push(item);
         // Leaving: the push happens before the closer's acquire load that sees the count drop.
         self.gate.fetch_sub(1, Ordering::Release);
@@ -185,15 +211,32 @@ impl<T> Lane<T> {
         if self.gate.fetch_or(GATE_CLOSED, Ordering::SeqCst) & !GATE_CLOSED == 0 {
             return;
         }
-        let mut spins = 0u32;
+        let mut round = 0;
         while self.gate.load(Ordering::Acquire) & !GATE_CLOSED != 0 {
-            if spins < 64 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
-            }
+            lane_pause(round);
+            round = (round + 1).min(4);
         }
+    }
+
+    /// A consumer about to sleep on `not_empty`, under the queue's lock: counts itself, then
+    /// looks at the lane once more. Returns whether it is still empty (so the consumer may
+    /// sleep). With [`Lane::wake_wanted`]: either this look sees a producer's item, or that
+    /// producer sees the count and wakes the consumer (through the lock, so not before it
+    /// sleeps). The two fences forbid both threads missing each other's write.
+    pub(crate) fn register_waiter(&self) -> bool {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        lane_fence(Ordering::SeqCst);
+        self.is_empty()
+    }
+
+    pub(crate) fn unregister_waiter(&self) {
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// After a push: whether a consumer may be asleep, or about to sleep, and needs a wake-up.
+    pub(crate) fn wake_wanted(&self) -> bool {
+        lane_fence(Ordering::SeqCst);
+        self.waiters.load(Ordering::Relaxed) > 0
     }
 
     /// Takes up to a lane's worth of items, oldest first.
@@ -639,4 +682,81 @@ fn move_aside(dir: &std::path::Path, sequence: u64, bytes: &[u8]) -> Option<Path
     std::fs::File::open(&path).and_then(|f| f.sync_all()).ok()?;
     crate::sys::sync_dir(&aside).ok()?;
     Some(path)
+}
+
+/// The lane's two protocols under loom, which runs every interleaving of the threads (and
+/// every value a load may see under the memory model) for the lane's own atomics. The
+/// `ArrayQueue` inside is taken as the linearizable queue it is documented to be.
+#[cfg(all(test, loom))]
+mod lane_loom {
+    #![allow(clippy::unwrap_used)]
+
+    use super::Lane;
+    use loom::sync::{Arc, Condvar, Mutex};
+    use loom::thread;
+
+    /// After `close` returns, no push gets in: a push that reported success put its item in
+    /// the lane before, for the closer to take.
+    #[test]
+    fn no_push_gets_in_once_the_gate_is_closed() {
+        // Three preemptions cover every order of the two producers' steps around the
+        // closer's; without a bound the model takes minutes for nothing more.
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let lane = Arc::new(Lane::with_capacity(Some(4)));
+            lane.open();
+            let producers: Vec<_> = (0..2u32)
+                .map(|p| {
+                    let lane = Arc::clone(&lane);
+                    thread::spawn(move || lane.try_push(p).is_ok())
+                })
+                .collect();
+            lane.close();
+            let mut taken = Vec::new();
+            while let Some(item) = lane.pop() {
+                taken.push(item);
+            }
+            for (p, producer) in (0..2u32).zip(producers) {
+                let accepted = producer.join().unwrap();
+                assert_eq!(accepted, taken.contains(&p), "producer {p}");
+            }
+            assert!(lane.try_push(9).is_err());
+        });
+    }
+
+    /// A consumer that finds the lane empty and goes to sleep, as `wait_for_head` does, is
+    /// always woken by a producer's push, as `after_lane_push` does it: loom fails the model
+    /// if any interleaving leaves it asleep.
+    #[test]
+    fn a_push_always_wakes_a_consumer_going_to_sleep() {
+        loom::model(|| {
+            let lane = Arc::new(Lane::with_capacity(Some(2)));
+            lane.open();
+            let sleep = Arc::new((Mutex::new(()), Condvar::new()));
+            let producer = {
+                let (lane, sleep) = (Arc::clone(&lane), Arc::clone(&sleep));
+                thread::spawn(move || {
+                    assert!(lane.try_push(7u32).is_ok());
+                    if lane.wake_wanted() {
+                        drop(sleep.0.lock().unwrap());
+                        sleep.1.notify_one();
+                    }
+                })
+            };
+            let mut guard = sleep.0.lock().unwrap();
+            let item = loop {
+                if let Some(item) = lane.pop() {
+                    break item;
+                }
+                if lane.register_waiter() {
+                    guard = sleep.1.wait(guard).unwrap();
+                }
+                lane.unregister_waiter();
+            };
+            drop(guard);
+            assert_eq!(item, 7);
+            producer.join().unwrap();
+        });
+    }
 }

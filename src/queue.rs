@@ -516,10 +516,7 @@ impl<T: Send + 'static> Queue<T> {
     /// After an item went through the lane: wake a consumer that sleeps, or is about to.
     fn after_lane_push(&self) {
         let shared = &*self.shared;
-        // Pairs with the fence in `wait_for_head`: either this load sees the consumer's count,
-        // or the consumer's look at the lane (after its count) sees the item.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if shared.lane.waiters.load(Ordering::Relaxed) > 0 {
+        if shared.lane.wake_wanted() {
             // Under the lock, so the consumer is either asleep or has not looked yet.
             drop(shared.lock_only());
             shared.not_empty.notify_one();
@@ -629,17 +626,14 @@ impl<T: Send + 'static> Queue<T> {
                 continue;
             }
             state.consumers_waiting += 1;
-            // Counted first, then one more look at the lane: a producer that pushed before
-            // the count is seen here, one that pushed after sees the count and wakes us.
-            shared.lane.waiters.fetch_add(1, Ordering::SeqCst);
-            std::sync::atomic::fence(Ordering::SeqCst);
-            let (guard, timed_out) = if shared.lane.is_empty() {
+            // Counted first, then one more look at the lane (see `Lane::register_waiter`).
+            let (guard, timed_out) = if shared.lane.register_waiter() {
                 shared.wait(&shared.not_empty, state, deadline)
             } else {
                 (state, false)
             };
             state = guard;
-            shared.lane.waiters.fetch_sub(1, Ordering::Relaxed);
+            shared.lane.unregister_waiter();
             state.consumers_waiting -= 1;
             if timed_out
                 && state.ring.is_empty()
