@@ -190,19 +190,14 @@ impl<T> Lane<T> {
         pushed.map_err(|back| (back, true))
     }
 
-    pub(crate) fn is_open(&self) -> bool {
-        self.gate.load(Ordering::Relaxed) & GATE_CLOSED == 0
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.items.as_ref().is_none_or(ArrayQueue::is_empty)
     }
 
-    /// Call with the queue's lock held.
+    /// Call with the queue's lock held (which also keeps `State::lane_open`, the gate's state
+    /// as the lock holders set it, so they need not read the word producers write).
     fn open(&self) {
-        if self.items.is_some() {
-            self.gate.fetch_and(!GATE_CLOSED, Ordering::Release);
-        }
+        self.gate.fetch_and(!GATE_CLOSED, Ordering::Release);
     }
 
     /// Closes the gate and waits until no producer is inside. Call with the queue's lock held;
@@ -267,6 +262,10 @@ pub(crate) struct State<T> {
     pub(crate) epoch: u64,
     pub(crate) closed: bool,
     pub(crate) consumers_waiting: usize,
+    /// Whether the lane's gate is open; changed only with the lock held (see `Lane::open`).
+    pub(crate) lane_open: bool,
+    /// Removals not yet counted in `Signals::removals` (published a checkpoint's worth at a time).
+    pub(crate) removals: u64,
     pub(crate) producers_waiting: usize,
     /// Items of the ring whose encoding failed, reported by the next `sync`.
     pub(crate) codec_failures: Vec<CodecError>,
@@ -383,7 +382,7 @@ impl<T: Send + 'static> Shared<T> {
     /// the mark.
     pub(crate) fn absorb_lane(&self, state: &mut State<T>) {
         self.take_lane(state);
-        if self.lane.is_open() && !self.lane_may_open(state) {
+        if state.lane_open && !self.lane_may_open(state) {
             self.close_lane(state);
         }
     }
@@ -426,17 +425,21 @@ impl<T: Send + 'static> Shared<T> {
     /// Closes the lane's gate and moves what is left in it into the ring. After this, until
     /// the gate opens again (under the lock), no item enters the queue without the lock.
     pub(crate) fn close_lane(&self, state: &mut State<T>) {
-        self.lane.close();
+        if state.lane_open {
+            self.lane.close();
+            state.lane_open = false;
+        }
         self.take_lane(state);
     }
 
     /// Opens the lane's gate if the state allows it, else closes it.
     pub(crate) fn settle_lane(&self, state: &mut State<T>) {
         if self.lane_may_open(state) {
-            if !self.lane.is_open() {
+            if !state.lane_open && self.lane.capacity() > 0 {
                 self.lane.open();
+                state.lane_open = true;
             }
-        } else if self.lane.is_open() {
+        } else if state.lane_open {
             self.close_lane(state);
         }
     }
@@ -599,9 +602,11 @@ impl<T: Send + 'static> Shared<T> {
         }
         self.update_spilling(state);
         self.settle_lane(state);
-        let every = self.config.checkpoint_every_removals;
-        let removals = self.signals.removals.fetch_add(count, Ordering::Relaxed);
-        if removals / every != (removals + count) / every {
+        state.removals += count;
+        if state.removals >= self.config.checkpoint_every_removals {
+            self.signals
+                .removals
+                .fetch_add(std::mem::take(&mut state.removals), Ordering::Relaxed);
             let _ = self.commands.try_send(Command::Wake);
         }
         if state.producers_waiting > 0 {

@@ -269,6 +269,8 @@ impl<T: Send + 'static> Queue<T> {
                 epoch: 0,
                 closed: false,
                 consumers_waiting: 0,
+                lane_open: false,
+                removals: 0,
                 producers_waiting: 0,
                 codec_failures: Vec::new(),
                 undecodable,
