@@ -449,7 +449,7 @@ impl<T: Send + 'static> Queue<T> {
         let mut encode_first = every_put || shared.spilling.load(Ordering::Relaxed);
         loop {
             if encode_first && encoded.is_none() {
-                let mut batch = Batch::new(0);
+                let mut batch = shared.signals.batch();
                 let result = items.encode_items(shared, &mut batch);
                 if result.is_ok() {
                     // Before the lock, holding no sequence numbers (see `Signals::reserve`).

@@ -187,7 +187,15 @@ pub(crate) struct Signals {
     budget_waiters: AtomicUsize,
     budget_lock: Mutex<()>,
     budget_freed: Condvar,
+    /// Buffers of appended batches, for producers to encode into again: a batch's buffers are
+    /// tens of KiB, and allocating them on one thread and freeing them on another is slow in
+    /// common allocators.
+    spare: Mutex<Vec<(Vec<u8>, Vec<usize>)>>,
 }
+
+/// Spare batch buffers kept, at most, and the largest kept.
+const SPARE_BUFFERS: usize = 4;
+const SPARE_MAX_BYTES: usize = 256 << 10;
 
 /// Encoded bytes that may be on their way to the spill thread before a producer waits: without
 /// a bound, a producer faster than the disk piles batches up in the channel and the spill
@@ -248,6 +256,39 @@ impl Signals {
 
     fn lock(&self) -> MutexGuard<'_, Durable> {
         self.durable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An empty batch, in recycled buffers if there are some.
+    pub(crate) fn batch(&self) -> Batch {
+        let (bytes, lens) = self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        Batch {
+            bytes,
+            lens,
+            ..Batch::default()
+        }
+    }
+
+    /// Keeps an appended batch's buffers for [`Signals::batch`].
+    fn recycle(&self, batch: Batch) {
+        let Batch {
+            mut bytes,
+            mut lens,
+            ..
+        } = batch;
+        if bytes.capacity() > SPARE_MAX_BYTES {
+            return;
+        }
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_BUFFERS {
+            bytes.clear();
+            lens.clear();
+            spare.push((bytes, lens));
+        }
     }
 
     /// The writer's failure, if it has one.
@@ -577,7 +618,7 @@ impl<T: Send + 'static> Spill<T> {
             if batch.durable {
                 self.durable_wanted = self.log.next_sequence();
             }
-            entry.remove();
+            self.signals.recycle(entry.remove());
         }
         Ok(())
     }
