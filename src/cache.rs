@@ -89,8 +89,11 @@ impl<T> Slot<T> {
 /// Items in the lane at most: a quarter of the cache, up to this.
 const MAX_LANE: usize = 1024;
 
-/// Times a producer finding the lane full tries again, backing off, before taking the lock.
-const LANE_RETRIES: u32 = 16;
+/// Times a producer finding the lane full tries again (after 2, 4 and 8 spin-loop hints, a
+/// fraction of a microsecond in all) before taking the lock. Short on purpose: longer, and a
+/// producer faster than its consumers would be held to their pace instead of running ahead
+/// into memory and disk, which is the point of the queue.
+const LANE_RETRIES: u32 = 3;
 
 /// Set in [`Lane::gate`] while the gate is closed; the bits below count producers inside.
 const GATE_CLOSED: usize = 1 << (usize::BITS - 1);
@@ -150,8 +153,7 @@ impl<T> Lane<T> {
     }
 
     /// Hands `item` over if the gate is open and the lane has room; else gives it back. A full
-    /// lane means consumers are a moment behind: it waits a little for them (as a bounded
-    /// channel would) before giving up, since the way through the lock slows them down more.
+    /// lane is tried again a few times first (see [`LANE_RETRIES`]).
     pub(crate) fn push(&self, mut item: T) -> Result<(), T> {
         for attempt in 0..=LANE_RETRIES {
             if attempt > 0 {
