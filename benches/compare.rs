@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -374,17 +374,38 @@ fn single_consumer(name: &str) -> bool {
 
 /// Producers and consumers at once: `producers` threads put `n` records in all, as many
 /// consumers take them. Returns seconds.
-fn run_concurrent(peer: &str, dir: &Path, cache: usize, n: u64, threads: u64) -> f64 {
+/// Producers and consumers at once. With `lead`, producers stay at most that many items ahead
+/// of the consumers (the memory workload: "consumers keeping up, the cache never fills");
+/// without, they run free and the backlog builds.
+fn run_concurrent(
+    peer: &str,
+    dir: &Path,
+    cache: usize,
+    n: u64,
+    threads: u64,
+    lead: Option<u64>,
+) -> f64 {
     let payloads = Arc::new(Payloads::new());
+    // Items taken so far, by all consumers.
+    let taken = Arc::new(AtomicU64::new(0));
     let queue: Arc<dyn Queue> = Arc::from(open_peer(peer, dir, cache));
     let batch = batch_size(peer);
     let consumers = if single_consumer(peer) { 1 } else { threads };
     let started = Instant::now();
     let mut handles = Vec::new();
     for p in 0..threads {
-        let (queue, payloads) = (Arc::clone(&queue), Arc::clone(&payloads));
+        let (queue, payloads, taken) = (
+            Arc::clone(&queue),
+            Arc::clone(&payloads),
+            Arc::clone(&taken),
+        );
         handles.push(std::thread::spawn(move || {
             for_batches(p, n, threads, batch, |chunk| {
+                // Ids are global positions: producer p puts p, p + threads, ...
+                let last = chunk.last().copied().unwrap_or(0);
+                while lead.is_some_and(|lead| last >= taken.load(Ordering::Acquire) + lead) {
+                    std::thread::yield_now();
+                }
                 queue.put(chunk.iter().map(|&id| payloads.record(id)).collect());
             });
             queue.flush();
@@ -393,7 +414,11 @@ fn run_concurrent(peer: &str, dir: &Path, cache: usize, n: u64, threads: u64) ->
     }
     let share = n / consumers;
     for c in 0..consumers {
-        let (queue, payloads) = (Arc::clone(&queue), Arc::clone(&payloads));
+        let (queue, payloads, taken) = (
+            Arc::clone(&queue),
+            Arc::clone(&payloads),
+            Arc::clone(&taken),
+        );
         let take = if c == consumers - 1 {
             n - share * (consumers - 1)
         } else {
@@ -403,7 +428,9 @@ fn run_concurrent(peer: &str, dir: &Path, cache: usize, n: u64, threads: u64) ->
             let mut check = OrderCheck::new(threads);
             while check.count < take {
                 let want = batch.min((take - check.count) as usize);
-                for record in queue.take(want) {
+                let records = queue.take(want);
+                taken.fetch_add(records.len() as u64, Ordering::Release);
+                for record in records {
                     check.see(&payloads, &record);
                 }
             }
@@ -619,10 +646,12 @@ fn child(args: &[String]) {
     let parts: Vec<&str> = case.split('/').collect();
     let mut extra = String::new();
     let seconds = match parts.as_slice() {
-        ["memory", peer, threads] => run_concurrent(peer, dir, 4096, n, threads.parse().unwrap()),
+        ["memory", peer, threads] => {
+            run_concurrent(peer, dir, 4096, n, threads.parse().unwrap(), Some(4096 / 2))
+        }
         ["spill-seq", "bare-log"] => run_bare_log(dir, n, None),
         ["spill-seq", peer] => run_sequential(peer, dir, 1024, n),
-        ["spill-concurrent", peer] => run_concurrent(peer, dir, 1024, n, 1),
+        ["spill-concurrent", peer] => run_concurrent(peer, dir, 1024, n, 1, None),
         ["durable", "spillq-every-put", threads] => {
             run_durable_spillq(dir, n, threads.parse().unwrap(), 1)
         }
