@@ -16,12 +16,13 @@
 //!
 //! The lane: a lock-free bounded queue in front of the ring, so that a producer in the common
 //! case (memory has room, nothing on disk) hands its item over without the lock. Lane items
-//! are the youngest, unwritten items of the ring that have not been moved into it yet: whoever
-//! takes the lock moves them in first (`Shared::lock`). The lane's gate is open only while the
-//! ring holds at most `cache_size - 2 * capacity` items and nothing is disk-only (and the queue
-//! is open, not poisoned, and has no `max_len` and no `EveryPut`). Anything that could leave
-//! that state closes the gate first, under the lock, and waits for the producers inside to
-//! finish their push. So lane items never coexist with disk-only records, and ring plus lane
+//! are the youngest, unwritten items of the ring that have not been moved into it yet: lock
+//! holders move them in first (`Shared::lock`), except consumers, which take from the lane
+//! directly once the ring is empty (`Shared::pop_head`) and so never grow the ring. The gate
+//! is open only while the ring holds at most `cache_size - 2 * capacity` items and nothing is
+//! disk-only (and the queue is open, not poisoned, and has no `max_len` and no `EveryPut`).
+//! Anything that could leave that state closes the gate first, under the lock, and waits for
+//! the producers inside to finish their push. So lane items never coexist with disk-only records, and ring plus lane
 //! never hold more than `cache_size` items: a lock holder moves at most `capacity` items in
 //! and then closes the gate if the ring has passed the mark, with at most `capacity` more in
 //! the lane.
@@ -236,7 +237,7 @@ impl<T> Lane<T> {
         self.waiters.load(Ordering::Relaxed) > 0
     }
 
-    /// Takes up to a lane's worth of items, oldest first.
+    /// Takes the oldest item.
     fn pop(&self) -> Option<T> {
         self.items.as_ref()?.pop()
     }
@@ -691,9 +692,9 @@ fn move_aside(dir: &std::path::Path, sequence: u64, bytes: &[u8]) -> Option<Path
     Some(path)
 }
 
-/// The lane's two protocols under loom, which runs every interleaving of the threads (and
-/// every value a load may see under the memory model) for the lane's own atomics. The
-/// `ArrayQueue` inside is taken as the linearizable queue it is documented to be.
+/// The lane's two protocols under loom, which runs the interleavings of the threads (and every
+/// value a load may see under the memory model) for the lane's own atomics. The `ArrayQueue`
+/// inside is taken as the linearizable queue it is documented to be.
 #[cfg(all(test, loom))]
 mod lane_loom {
     #![allow(clippy::unwrap_used)]
