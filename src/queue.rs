@@ -501,6 +501,9 @@ impl<T: Send + 'static> Queue<T> {
                 batch
             };
             batch.durable = every_put;
+            if every_put {
+                batch.producer = crate::spill::producer_id();
+            }
             state.next_sequence = batch.end_sequence();
             let end = state.next_sequence;
             self.after_put(&mut state, count);

@@ -33,6 +33,8 @@ pub(crate) struct Batch {
     done_bytes: usize,
     /// A producer waits until this batch is fsynced (`EveryPut`).
     pub(crate) durable: bool,
+    /// The producer thread that waits for it (see [`producer_id`]), for group commit.
+    pub(crate) producer: u64,
     /// The share of the in-flight budget this batch holds, given back when it is dropped
     /// (appended, or thrown away).
     reservation: Option<Reservation>,
@@ -95,6 +97,16 @@ impl Batch {
             self.bytes.truncate(self.bytes.len() - len);
         }
     }
+}
+
+/// A number for the calling thread, the same for every call it makes: group commit waits for
+/// the producers of the last group by this.
+pub(crate) fn producer_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    ID.with(|id| *id)
 }
 
 /// What producers and consumers ask of the spill thread.
@@ -413,9 +425,10 @@ pub(crate) struct Spill<T> {
     pending: BTreeMap<u64, Batch>,
     /// Records up to here were appended by a batch that asked to be made durable.
     durable_wanted: u64,
-    /// `EveryPut` batches received since the last fsync, and how many the last fsync covered.
-    durable_batches: usize,
-    last_group: usize,
+    /// Producers whose `EveryPut` batches arrived since the last fsync.
+    durable_producers: Vec<u64>,
+    /// Those the last fsync released.
+    last_group: Vec<u64>,
     syncs: Vec<(u64, Sender<Result<(), Error>>)>,
     clears: Vec<(u64, Sender<Result<(), Error>>)>,
     shutdown: Option<(u64, Sender<Result<(), Error>>)>,
@@ -452,8 +465,8 @@ impl<T: Send + 'static> Spill<T> {
             checkpoint_every_removals,
             pending: BTreeMap::new(),
             durable_wanted: 0,
-            durable_batches: 0,
-            last_group: 0,
+            durable_producers: Vec::new(),
+            last_group: Vec::new(),
             syncs: Vec::new(),
             clears: Vec::new(),
             shutdown: None,
@@ -480,7 +493,7 @@ impl<T: Send + 'static> Spill<T> {
             if let Some(command) = first {
                 self.accept(command);
                 self.accept_waiting();
-                if self.durable_batches > 0 {
+                if !self.durable_producers.is_empty() {
                     self.gather_durable();
                 }
             }
@@ -519,11 +532,18 @@ impl<T: Send + 'static> Spill<T> {
 
     /// Group commit: before an fsync that producers wait for, give the producers the last one
     /// released a moment (at most `GATHER_WAIT`) to send their next puts, so that they share
-    /// this fsync instead of waiting for the next. With one producer there is nothing to wait
-    /// for.
+    /// this fsync instead of waiting for the next. Waiting for those producers by name, not for
+    /// as many puts, matters: producers released by one fsync and producers that sent during
+    /// it would otherwise take turns, two groups of half the size. With one producer there is
+    /// nothing to wait for.
     fn gather_durable(&mut self) {
         let deadline = Instant::now() + GATHER_WAIT;
-        while self.durable_batches < self.last_group && Instant::now() < deadline {
+        while self
+            .last_group
+            .iter()
+            .any(|id| !self.durable_producers.contains(id))
+            && Instant::now() < deadline
+        {
             std::thread::yield_now();
             self.accept_waiting();
         }
@@ -532,7 +552,9 @@ impl<T: Send + 'static> Spill<T> {
     fn accept(&mut self, command: Command) {
         match command {
             Command::Append(batch) => {
-                self.durable_batches += usize::from(batch.durable);
+                if batch.durable && !self.durable_producers.contains(&batch.producer) {
+                    self.durable_producers.push(batch.producer);
+                }
                 self.pending
                     .insert(batch.first_sequence + batch.done as u64, batch);
             }
@@ -585,8 +607,7 @@ impl<T: Send + 'static> Spill<T> {
         }
         if need_flush {
             if self.durable_wanted > 0 {
-                self.last_group = self.durable_batches;
-                self.durable_batches = 0;
+                self.last_group = std::mem::take(&mut self.durable_producers);
             }
             self.durable_wanted = 0;
             self.signals.set_durable(appended_to);
