@@ -3,7 +3,9 @@
 //!
 //! Every run is a child process (this binary, re-run with `--child`), so each gets a fresh heap
 //! and its peak RSS is measured (`wait4`). Every run checks order and count on the way out.
-//! Figures are medians of `SPILLQ_BENCH_RUNS` runs (default 3). Options after `--`:
+//! Figures are medians of `SPILLQ_BENCH_RUNS` runs (default 3); ratios are medians of the
+//! ratios within each round of runs (paired), which a machine whose speed drifts moves less
+//! than a ratio of two medians. Options after `--`:
 //! - `--quick`: a hundredth of the items, one run (a smoke test of the harness);
 //! - `--only NAME`: only the workloads whose name contains NAME;
 //! - `--json PATH`: also write the medians as JSON lines;
@@ -737,6 +739,9 @@ struct Row {
     seconds: f64,
     rss_mib: f64,
     extra: String,
+    /// This queue's rate over the workload's first queue's, taken run by run within a round
+    /// (the runs of a round are minutes closer in time than the medians) and then the median.
+    paired: Option<f64>,
 }
 
 impl Row {
@@ -783,6 +788,20 @@ impl Bench {
                 extra[i] = outcome.extra;
             }
         }
+        // Before the medians sort the samples: round by round, against the first case.
+        let paired: Vec<f64> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, n))| {
+                let first_n = cases[0].2;
+                let mut ratios: Vec<f64> = seconds[i]
+                    .iter()
+                    .zip(&seconds[0])
+                    .map(|(s, first)| (*n as f64 / s) / (first_n as f64 / first))
+                    .collect();
+                median(&mut ratios)
+            })
+            .collect();
         for (i, (_, peer, n)) in cases.iter().enumerate() {
             let row = Row {
                 workload: workload.to_string(),
@@ -791,6 +810,7 @@ impl Bench {
                 seconds: median(&mut seconds[i]),
                 rss_mib: median(&mut rss[i]),
                 extra: std::mem::take(&mut extra[i]),
+                paired: Some(paired[i]),
             };
             eprintln!(
                 "{:<18} {:<32} {:>12.0} msgs/s  {:>7.1} MiB peak RSS {}",
@@ -833,6 +853,7 @@ impl Bench {
             seconds: median(&mut seconds),
             rss_mib: 0.0,
             extra: String::new(),
+            paired: None,
         };
         eprintln!(
             "{:<18} {:<32} {:>9.2} ms",
@@ -874,39 +895,37 @@ fn print_tables(rows: &[Row]) -> String {
         }
         if workload == "durable" {
             out.push_str(
-                "| case | items | msgs/s | MB/s | peak RSS (MiB) |\n|---|---|---|---|---|\n",
+                "| case | items | msgs/s | MB/s | ratio to the first row | peak RSS (MiB) |\n\
+                 |---|---|---|---|---|---|\n",
             );
             for row in rows {
                 if row.peer.contains("latency") {
                     out.push_str(&format!(
-                        "| {} | {} | {:.3} ms per append+fdatasync | | |\n",
+                        "| {} | {} | {:.3} ms per append+fdatasync | | | |\n",
                         row.peer,
                         row.n,
                         row.seconds * 1e3
                     ));
                 } else {
                     out.push_str(&format!(
-                        "| {} | {} | {:.0} | {:.1} | {:.1} |\n",
+                        "| {} | {} | {:.0} | {:.1} | {} | {:.1} |\n",
                         row.peer,
                         row.n,
                         row.rate(),
                         row.rate() * RECORD_BYTES / 1e6,
+                        row.paired.map_or(String::new(), |r| format!("{r:.2}")),
                         row.rss_mib
                     ));
                 }
             }
             continue;
         }
-        let spillq = rows
-            .iter()
-            .find(|r| r.peer.starts_with("spillq"))
-            .map(|r| r.rate());
         out.push_str(
             "| queue | items | msgs/s | MB/s | ratio to spillq | peak RSS (MiB) | notes |\n\
              |---|---|---|---|---|---|---|\n",
         );
         for row in rows {
-            let ratio = spillq.map_or(String::new(), |s| format!("{:.2}", row.rate() / s));
+            let ratio = row.paired.map_or(String::new(), |r| format!("{r:.2}"));
             out.push_str(&format!(
                 "| {} | {} | {:.0} | {:.1} | {} | {:.1} | {} |\n",
                 row.peer,
@@ -927,15 +946,7 @@ fn svg(rows: &[Row]) -> String {
     let bars: Vec<(String, f64)> = rows
         .iter()
         .filter(|r| !matches!(r.workload.as_str(), "recovery" | "durable" | "footprint"))
-        .filter_map(|row| {
-            let spillq = rows
-                .iter()
-                .find(|r| r.workload == row.workload && r.peer.starts_with("spillq"))?;
-            Some((
-                format!("{}: {}", row.workload, row.peer),
-                row.rate() / spillq.rate(),
-            ))
-        })
+        .filter_map(|row| Some((format!("{}: {}", row.workload, row.peer), row.paired?)))
         .collect();
     let max = bars.iter().map(|b| b.1).fold(1.0, f64::max);
     let (label_width, bar_width, row_height) = (330.0, 420.0, 22.0);
@@ -1092,8 +1103,14 @@ fn main() {
         let mut out = String::new();
         for row in &bench.rows {
             out.push_str(&format!(
-                "{{\"workload\":\"{}\",\"queue\":\"{}\",\"items\":{},\"seconds\":{},\"rss_mib\":{:.1},\"extra\":\"{}\"}}\n",
-                row.workload, row.peer, row.n, row.seconds, row.rss_mib, row.extra
+                "{{\"workload\":\"{}\",\"queue\":\"{}\",\"items\":{},\"seconds\":{},\"rss_mib\":{:.1},\"paired_ratio\":{},\"extra\":\"{}\"}}\n",
+                row.workload,
+                row.peer,
+                row.n,
+                row.seconds,
+                row.rss_mib,
+                row.paired.map_or("null".to_string(), |r| r.to_string()),
+                row.extra
             ));
         }
         std::fs::write(PathBuf::from(path), out).unwrap();
