@@ -374,11 +374,11 @@ fn single_consumer(name: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Workloads, as run inside a child.
 
-/// Producers and consumers at once: `producers` threads put `n` records in all, as many
-/// consumers take them. Returns seconds.
-/// Producers and consumers at once. With `lead`, producers stay at most that many items ahead
-/// of the consumers (the memory workload: "consumers keeping up, the cache never fills");
-/// without, they run free and the backlog builds.
+/// Producers and consumers at once: `threads` producers put `n` records in all, as many
+/// consumers take them (one, for queues with a single receiver). Returns seconds. With `lead`,
+/// producers stay at most that many items ahead of the consumers (the memory workload:
+/// "consumers keeping up, the cache never fills"); without, they run free and the backlog
+/// builds.
 fn run_concurrent(
     peer: &str,
     dir: &Path,
@@ -740,7 +740,8 @@ struct Row {
     rss_mib: f64,
     extra: String,
     /// This queue's rate over the workload's first queue's, taken run by run within a round
-    /// (the runs of a round are minutes closer in time than the medians) and then the median.
+    /// (runs seconds apart, where two medians may come from runs minutes apart), then the
+    /// median.
     paired: Option<f64>,
 }
 
@@ -793,11 +794,11 @@ impl Bench {
             .iter()
             .enumerate()
             .map(|(i, (_, _, n))| {
-                let first_n = cases[0].2;
+                let (n, first_n) = (self.items(*n) as f64, self.items(cases[0].2) as f64);
                 let mut ratios: Vec<f64> = seconds[i]
                     .iter()
                     .zip(&seconds[0])
-                    .map(|(s, first)| (*n as f64 / s) / (first_n as f64 / first))
+                    .map(|(s, first)| (n / s) / (first_n / first))
                     .collect();
                 median(&mut ratios)
             })
