@@ -106,16 +106,20 @@ use loom::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
 
-/// A moment's pause in a wait loop (a yield point for loom).
-fn lane_pause(round: u32) {
+/// Steps of a wait loop that spin (2^step spin-loop hints) before later steps yield.
+pub(crate) const SPIN_STEPS: u32 = 6;
+
+/// Step `step` of a wait loop's backoff: spin, or from [`SPIN_STEPS`] on, yield the processor.
+/// Under loom, a yield point of the model.
+pub(crate) fn pause(step: u32) {
     #[cfg(loom)]
     {
-        let _ = round;
+        let _ = step;
         loom::thread::yield_now();
     }
     #[cfg(not(loom))]
-    if round < 4 {
-        for _ in 0..(1u32 << round) {
+    if step < SPIN_STEPS {
+        for _ in 0..(1u32 << step) {
             std::hint::spin_loop();
         }
     } else {
@@ -158,7 +162,7 @@ impl<T> Lane<T> {
     pub(crate) fn push(&self, mut item: T) -> Result<(), T> {
         for attempt in 0..=LANE_RETRIES {
             if attempt > 0 {
-                lane_pause(attempt);
+                pause(attempt);
             }
             match self.try_push(item) {
                 Ok(()) => return Ok(()),
@@ -209,10 +213,10 @@ impl<T> Lane<T> {
         if self.gate.fetch_or(GATE_CLOSED, Ordering::SeqCst) & !GATE_CLOSED == 0 {
             return;
         }
-        let mut round = 0;
+        let mut step = 0;
         while self.gate.load(Ordering::Acquire) & !GATE_CLOSED != 0 {
-            lane_pause(round);
-            round = (round + 1).min(4);
+            pause(step);
+            step = (step + 1).min(SPIN_STEPS);
         }
     }
 
@@ -408,8 +412,8 @@ impl<T: Send + 'static> Shared<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Moves up to a lane's worth of items into the ring; returns whether it moved any.
-    pub(crate) fn take_lane(&self, state: &mut State<T>) -> bool {
+    /// Moves up to a lane's worth of items into the ring.
+    fn take_lane(&self, state: &mut State<T>) {
         let mut moved = 0;
         while moved < self.lane.capacity() {
             let Some(item) = self.lane.pop() else {
@@ -422,7 +426,6 @@ impl<T: Send + 'static> Shared<T> {
             moved += 1;
         }
         state.unwritten += moved;
-        moved > 0
     }
 
     /// Closes the lane's gate and moves what is left in it into the ring. After this, until

@@ -2,7 +2,7 @@
 //! and `spill.rs` (writing); this file only composes them.
 
 use crate::builder::{Builder, Config};
-use crate::cache::{Lane, Shared, Slot, State, Written, decode_record};
+use crate::cache::{Lane, SPIN_STEPS, Shared, Slot, State, Written, decode_record, pause};
 use crate::codec::Codec;
 use crate::delivery::Delivery;
 use crate::error::{Error, PutTimeoutError, TryPutError};
@@ -1241,19 +1241,12 @@ impl<T: Send + 'static> fmt::Debug for Queue<T> {
 
 /// Spins, then yields, for a short while until `done` holds. Returns whether it did.
 fn spin_until(done: impl Fn() -> bool) -> bool {
-    const SPINS: u32 = 6;
     const YIELDS: u32 = 10;
-    for step in 0..SPINS + YIELDS {
+    for step in 0..SPIN_STEPS + YIELDS {
         if done() {
             return true;
         }
-        if step < SPINS {
-            for _ in 0..(1 << step) {
-                std::hint::spin_loop();
-            }
-        } else {
-            std::thread::yield_now();
-        }
+        pause(step);
     }
     done()
 }

@@ -3,7 +3,6 @@
 mod common;
 
 use spillq::Queue;
-use std::collections::HashMap;
 use std::thread;
 use std::time::Duration;
 
@@ -11,13 +10,46 @@ fn many_producers_and_consumers(cache_size: usize, segment_size: u64) {
     run(4, 4, 250_000, cache_size, segment_size);
 }
 
-fn run(producers: u64, consumers: usize, per_producer: u64, cache_size: usize, segment_size: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = Queue::<(u64, u64)>::builder(dir.path())
+/// A queue of `(producer, index)` pairs.
+fn open_pairs(dir: &std::path::Path, cache_size: usize, segment_size: u64) -> Queue<(u64, u64)> {
+    Queue::builder(dir)
         .cache_size(cache_size)
         .segment_size(segment_size)
         .open()
-        .unwrap();
+        .unwrap()
+}
+
+/// Waits until consumers have taken everything, then closes (which ends their loops).
+fn close_when_empty(queue: &Queue<(u64, u64)>) {
+    while !queue.is_empty() {
+        thread::yield_now();
+    }
+    queue.close().unwrap();
+}
+
+/// What each consumer got: every producer's items in that producer's order, and across all
+/// consumers every item exactly once.
+fn assert_each_once_in_order(got: Vec<Vec<(u64, u64)>>, producers: u64, per_producer: u64) {
+    let mut seen = vec![vec![false; per_producer as usize]; producers as usize];
+    let mut total = 0;
+    for got in got {
+        total += got.len() as u64;
+        let mut last = vec![None; producers as usize];
+        for (p, i) in got {
+            let (p, i) = (p as usize, i as usize);
+            assert!(last[p] < Some(i), "producer {p}: {i} after {:?}", last[p]);
+            last[p] = Some(i);
+            assert!(!seen[p][i], "({p}, {i}) delivered twice");
+            seen[p][i] = true;
+        }
+    }
+    assert_eq!(total, producers * per_producer);
+    assert!(seen.iter().flatten().all(|&s| s), "items lost");
+}
+
+fn run(producers: u64, consumers: usize, per_producer: u64, cache_size: usize, segment_size: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open_pairs(dir.path(), cache_size, segment_size);
     let producer_threads: Vec<_> = (0..producers)
         .map(|p| {
             let queue = queue.clone();
@@ -44,31 +76,9 @@ fn run(producers: u64, consumers: usize, per_producer: u64, cache_size: usize, s
     for producer in producer_threads {
         producer.join().unwrap();
     }
-    while !queue.is_empty() {
-        thread::yield_now();
-    }
-    queue.close().unwrap();
-    let mut seen: HashMap<u64, Vec<bool>> = HashMap::new();
-    let mut total = 0;
-    for consumer in consumer_threads {
-        let got = consumer.join().unwrap();
-        total += got.len() as u64;
-        // Each consumer sees every producer's items in that producer's order.
-        let mut last: HashMap<u64, u64> = HashMap::new();
-        for (p, i) in got {
-            if let Some(&previous) = last.get(&p) {
-                assert!(i > previous, "producer {p}: {i} after {previous}");
-            }
-            last.insert(p, i);
-            let flags = seen
-                .entry(p)
-                .or_insert_with(|| vec![false; per_producer as usize]);
-            assert!(!flags[i as usize], "({p}, {i}) delivered twice");
-            flags[i as usize] = true;
-        }
-    }
-    assert_eq!(total, producers * per_producer);
-    assert!(seen.values().all(|flags| flags.iter().all(|&f| f)));
+    close_when_empty(&queue);
+    let got = consumer_threads.into_iter().map(|c| c.join().unwrap());
+    assert_each_once_in_order(got.collect(), producers, per_producer);
 }
 
 #[test]
@@ -99,11 +109,7 @@ fn mixed_calls_keep_order_and_the_memory_bound() {
     const PRODUCERS: u64 = 3;
     const PER_PRODUCER: u64 = 60_000;
     let dir = tempfile::tempdir().unwrap();
-    let queue = Queue::<(u64, u64)>::builder(dir.path())
-        .cache_size(CACHE)
-        .segment_size(64 * 1024)
-        .open()
-        .unwrap();
+    let queue = open_pairs(dir.path(), CACHE, 64 * 1024);
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let queue = queue.clone();
@@ -170,22 +176,9 @@ fn mixed_calls_keep_order_and_the_memory_bound() {
     for producer in producers {
         producer.join().unwrap();
     }
-    while !queue.is_empty() {
-        thread::yield_now();
-    }
-    queue.close().unwrap();
-    let mut seen = vec![vec![false; PER_PRODUCER as usize]; PRODUCERS as usize];
-    for consumer in consumers {
-        let mut last = vec![None; PRODUCERS as usize];
-        for (p, i) in consumer.join().unwrap() {
-            let (p, i) = (p as usize, i as usize);
-            assert!(last[p] < Some(i), "producer {p}: {i} after {:?}", last[p]);
-            last[p] = Some(i);
-            assert!(!seen[p][i], "({p}, {i}) delivered twice");
-            seen[p][i] = true;
-        }
-    }
-    assert!(seen.iter().flatten().all(|&s| s), "items lost");
+    close_when_empty(&queue);
+    let got = consumers.into_iter().map(|c| c.join().unwrap());
+    assert_each_once_in_order(got.collect(), PRODUCERS, PER_PRODUCER);
     assert!(checks > 0);
 }
 
@@ -195,10 +188,7 @@ fn mixed_calls_keep_order_and_the_memory_bound() {
 fn close_keeps_every_accepted_put() {
     const PRODUCERS: u64 = 3;
     let dir = tempfile::tempdir().unwrap();
-    let queue = Queue::<(u64, u64)>::builder(dir.path())
-        .cache_size(4096)
-        .open()
-        .unwrap();
+    let queue = open_pairs(dir.path(), 4096, 64 << 20);
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let queue = queue.clone();
