@@ -405,6 +405,7 @@ impl Log {
             self.unsynced.pop_front();
         }
         if self.dirty {
+            self.writer.zero_ahead();
             let writer = &self.writer;
             self.shared.fsync(writer.path(), || writer.sync())?;
             self.dirty = false;

@@ -131,6 +131,11 @@ pub(crate) fn cut(
 /// whenever the log publishes, flushes or rolls).
 const WRITE_CHUNK_BYTES: usize = 256 << 10;
 
+/// How far ahead of the records a flush makes the reserved space written zeros (see
+/// [`WriteSegment::zero_ahead`]), and the buffer that writes them.
+const ZERO_AHEAD_BYTES: usize = 1 << 20;
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 /// The segment the writer appends to.
 ///
 /// Records are written with `pwrite`, not through a writable map: a page of a new file that is
@@ -148,6 +153,9 @@ pub(crate) struct WriteSegment {
     written: usize,
     /// Records appended after `written`, not yet written.
     buffer: Vec<u8>,
+    /// The file holds written blocks (records or zeros written by `zero_ahead`) up to here, at
+    /// least.
+    zeroed: usize,
 }
 
 impl WriteSegment {
@@ -189,6 +197,7 @@ impl WriteSegment {
             first_sequence,
             written: offset,
             buffer: Vec::new(),
+            zeroed: offset,
         })
     }
 
@@ -249,6 +258,35 @@ impl WriteSegment {
             self.buffer = Vec::new();
         }
         Ok(())
+    }
+
+    /// Before an fdatasync: writes zeros over the reserved space just ahead of the records, so
+    /// that the fdatasyncs after this one find written blocks there. `fallocate` reserves space
+    /// as unwritten extents, and the first fdatasync of data in each new page must also commit
+    /// the filesystem's journal to mark it written (on ext4, about 50 µs more than an fdatasync
+    /// of data alone). Writing zeros over zeros changes nothing a reader or recovery sees, so a
+    /// failure here is not an error: the space stays as it was. Does nothing while the zeros
+    /// reach at least half of [`ZERO_AHEAD_BYTES`] past the records.
+    pub(crate) fn zero_ahead(&mut self) {
+        let from = self.end().next_multiple_of(4096);
+        let to = from.saturating_add(ZERO_AHEAD_BYTES).min(self.len);
+        let mut offset = self.zeroed.max(from);
+        if offset >= from.saturating_add(ZERO_AHEAD_BYTES / 2).min(self.len) {
+            return;
+        }
+        while offset < to {
+            let len = (to - offset).min(ZEROS.len());
+            let zeros = ZEROS.get(..len).unwrap_or_default();
+            if let Err(error) = self
+                .storage
+                .write_at(&self.file, &self.path, offset as u64, zeros)
+            {
+                tracing::debug!(segment = %self.path.display(), %error, "could not write zeros ahead");
+                return;
+            }
+            offset += len;
+            self.zeroed = offset;
+        }
     }
 
     /// fdatasync: every record written so far reaches stable storage.

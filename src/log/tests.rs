@@ -480,3 +480,99 @@ fn a_checkpoint_damaged_in_both_slots_falls_back_to_a_full_scan_not_an_empty_que
     );
     assert_eq!(skipped, 0);
 }
+
+/// Passes every call on to the real file system and keeps each write: (file name, offset,
+/// length, whether all its bytes were zero).
+#[derive(Debug, Default)]
+struct WriteLog(std::sync::Mutex<Vec<(String, u64, usize, bool)>>);
+
+impl storage::Storage for WriteLog {
+    fn open(&self, path: &Path, create: bool, truncate: bool) -> std::io::Result<File> {
+        storage::Real.open(path, create, truncate)
+    }
+    fn write_at(&self, file: &File, path: &Path, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let zeros = bytes.iter().all(|&b| b == 0);
+        self.0
+            .lock()
+            .unwrap()
+            .push((name, offset, bytes.len(), zeros));
+        storage::Real.write_at(file, path, offset, bytes)
+    }
+    fn reserve(&self, file: &File, path: &Path, len: u64) -> std::io::Result<()> {
+        storage::Real.reserve(file, path, len)
+    }
+    fn truncate(&self, file: &File, path: &Path, len: u64) -> std::io::Result<()> {
+        storage::Real.truncate(file, path, len)
+    }
+    fn sync(&self, file: &File, path: &Path, metadata: bool) -> std::io::Result<()> {
+        storage::Real.sync(file, path, metadata)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        storage::Real.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        storage::Real.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        storage::Real.sync_dir(dir)
+    }
+}
+
+/// A flush writes zeros over the reserved space past the records (so later fdatasyncs find
+/// written blocks, not unwritten extents), a megabyte at a time, never over a record, and only
+/// when the records come within half a megabyte of the zeros; the records read back after a
+/// reopen.
+#[test]
+fn a_flush_writes_zeros_ahead_of_the_records_and_never_over_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let writes = Arc::new(WriteLog::default());
+    let segment_size = 4 << 20;
+    let mut log = Log::open_with(dir.path(), segment_size, writes.clone()).unwrap();
+    let segment = segment::segment_file_name(0);
+    let zero_writes = |from: usize| -> Vec<(u64, usize)> {
+        let all = writes.0.lock().unwrap();
+        all[from..]
+            .iter()
+            .filter(|(name, _, _, zeros)| *name == segment && *zeros)
+            .map(|&(_, offset, len, _)| (offset, len))
+            .collect()
+    };
+    let mut seen = writes.0.lock().unwrap().len();
+    let mut expected = Vec::new();
+    let mut zeroed_to = 0u64;
+    // 40-byte records: 30,000 of them pass the first megabyte.
+    for round in 0..300u64 {
+        for _ in 0..100 {
+            let sequence = log.next_sequence();
+            let payload = vec![(sequence % 251) as u8 + 1; 24];
+            log.append(&payload).unwrap();
+            expected.push((sequence, payload));
+        }
+        log.flush().unwrap();
+        let end = log.writer.written() as u64;
+        let zeros = zero_writes(seen);
+        seen = writes.0.lock().unwrap().len();
+        if let (Some(&(first, _)), Some(&(last, last_len))) = (zeros.first(), zeros.last()) {
+            assert!(
+                first >= end,
+                "round {round}: zeros at {first} over records up to {end}"
+            );
+            assert!(
+                first >= zeroed_to,
+                "round {round}: zeros written twice at {first}"
+            );
+            assert_eq!(first % 4096, 0, "round {round}: zeros start inside a page");
+            zeroed_to = last + last_len as u64;
+        }
+        assert!(
+            zeroed_to >= end + (1 << 19),
+            "round {round}: zeros reach {zeroed_to}, records {end}"
+        );
+        assert!(zeroed_to <= end.next_multiple_of(4096) + (1 << 20));
+    }
+    assert!(zeroed_to > 1 << 20, "the zeros moved on with the records");
+    drop(log);
+    let log = Log::open(dir.path(), segment_size).unwrap();
+    assert_eq!(read_all(&log), (expected, 0));
+}
