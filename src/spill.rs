@@ -640,6 +640,14 @@ impl<T: Send + 'static> Spill<T> {
                 self.durable_wanted = self.log.next_sequence();
             }
             self.signals.recycle(entry.remove());
+            if self.signals.disk_waiters.load(Ordering::SeqCst) > 0 {
+                // A consumer has read everything appended: show it this batch now, not after
+                // the whole backlog of batches (up to `IN_FLIGHT_BYTES`, milliseconds of work).
+                self.log.publish()?;
+                if let Some(queue) = self.queue.upgrade() {
+                    queue.wake_consumers();
+                }
+            }
         }
         Ok(())
     }
