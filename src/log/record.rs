@@ -45,14 +45,55 @@ pub(crate) fn record_size(payload_len: usize) -> Option<usize> {
     raw.checked_next_multiple_of(RECORD_ALIGN)
 }
 
-/// CRC-32C of the length, the sequence number and the payload, in that order (two calls, not
-/// three: each call has a fixed cost that shows on small records).
+/// CRC-32C of the length, the sequence number and the payload, in that order.
 fn checksum(length: [u8; 4], sequence: [u8; 8], payload: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: `checksum_sse42` only needs SSE 4.2, which the check above found.
+        return unsafe { checksum_sse42(length, sequence, payload) };
+    }
+    checksum_portable(length, sequence, payload)
+}
+
+/// [`checksum`] through the `crc32c` crate (two calls, not three: each call has a fixed cost
+/// that shows on small records).
+fn checksum_portable(length: [u8; 4], sequence: [u8; 8], payload: &[u8]) -> u32 {
     let mut fields = [0u8; 12];
     let (len_part, seq_part) = fields.split_at_mut(4);
     len_part.copy_from_slice(&length);
     seq_part.copy_from_slice(&sequence);
     crc32c::crc32c_append(crc32c::crc32c(&fields), payload)
+}
+
+/// [`checksum`] with the processor's CRC-32C instructions in one chain, the payload read eight
+/// unaligned bytes at a time: about 4 ns for a 100-byte record here, against 16 ns through
+/// the `crc32c` crate, which is built for long buffers (it aligns its input a byte at a time,
+/// and a record costs it two calls). The same function; `checksum_agrees_with_the_crate`
+/// checks it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn checksum_sse42(length: [u8; 4], sequence: [u8; 8], payload: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64};
+    let crc = _mm_crc32_u32(!0, u32::from_le_bytes(length));
+    let mut wide = _mm_crc32_u64(u64::from(crc), u64::from_le_bytes(sequence));
+    let (words, rest) = payload.as_chunks::<8>();
+    for word in words {
+        wide = _mm_crc32_u64(wide, u64::from_le_bytes(*word));
+    }
+    // The instruction leaves the 32-bit remainder in the low half.
+    let mut crc = wide as u32;
+    let (quads, rest) = rest.as_chunks::<4>();
+    for quad in quads {
+        crc = _mm_crc32_u32(crc, u32::from_le_bytes(*quad));
+    }
+    let (pairs, rest) = rest.as_chunks::<2>();
+    for pair in pairs {
+        crc = _mm_crc32_u16(crc, u16::from_le_bytes(*pair));
+    }
+    for &byte in rest {
+        crc = _mm_crc32_u8(crc, byte);
+    }
+    !crc
 }
 
 /// The 16 header bytes of a record holding `payload` with sequence number `sequence`.
@@ -236,6 +277,29 @@ impl SegmentHeader {
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The record checksum is the same function on every path: the on-disk format depends
+        /// on it.
+        #[test]
+        fn checksum_agrees_with_the_crate(
+            length in any::<u32>(),
+            sequence in any::<u64>(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            start in 0usize..8,
+        ) {
+            let payload = bytes.get(start.min(bytes.len())..).unwrap_or_default();
+            let (length, sequence) = (length.to_le_bytes(), sequence.to_le_bytes());
+            let expected = checksum_portable(length, sequence, payload);
+            prop_assert_eq!(checksum(length, sequence, payload), expected);
+            // The same CRC-32C over the three fields as one buffer.
+            let mut whole = length.to_vec();
+            whole.extend_from_slice(&sequence);
+            whole.extend_from_slice(payload);
+            prop_assert_eq!(crc32c::crc32c(&whole), expected);
+        }
+    }
 
     fn record(sequence: u64, payload: &[u8]) -> Vec<u8> {
         let mut bytes = encode_header(sequence, payload).to_vec();
