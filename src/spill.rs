@@ -429,12 +429,20 @@ pub(crate) struct Spill<T> {
     durable_producers: Vec<u64>,
     /// Those the last fsync released.
     last_group: Vec<u64>,
+    /// Bytes of batches appended since the log last published.
+    unpublished_bytes: usize,
     syncs: Vec<(u64, Sender<Result<(), Error>>)>,
     clears: Vec<(u64, Sender<Result<(), Error>>)>,
     shutdown: Option<(u64, Sender<Result<(), Error>>)>,
     rolled_segments: usize,
     next_tick: Option<Instant>,
 }
+
+/// While consumers wait for records on their way to disk, the spill thread shows them what it
+/// has appended once it has this much, without waiting for the end of its round: small enough
+/// that a consumer waits a few tens of microseconds, large enough that the wake-up (of every
+/// waiting consumer) is shared by hundreds of records even when batches hold one each.
+const EARLY_PUBLISH_BYTES: usize = 16 << 10;
 
 /// Commands handled before one flush, at most: a bound on a group commit's latency.
 const MAX_COMMANDS_PER_ROUND: usize = 1024;
@@ -467,6 +475,7 @@ impl<T: Send + 'static> Spill<T> {
             durable_wanted: 0,
             durable_producers: Vec::new(),
             last_group: Vec::new(),
+            unpublished_bytes: 0,
             syncs: Vec::new(),
             clears: Vec::new(),
             shutdown: None,
@@ -577,7 +586,7 @@ impl<T: Send + 'static> Spill<T> {
     /// Appends what can be appended, then flushes and checkpoints as asked.
     fn round(&mut self, tick: bool) {
         let appended = self.append_pending();
-        let published = self.log.publish();
+        let published = self.publish();
         let appended = appended.and(published);
         if self.signals.disk_waiters.load(Ordering::SeqCst) > 0
             && let Some(queue) = self.queue.upgrade()
@@ -639,17 +648,27 @@ impl<T: Send + 'static> Spill<T> {
             if batch.durable {
                 self.durable_wanted = self.log.next_sequence();
             }
-            self.signals.recycle(entry.remove());
-            if self.signals.disk_waiters.load(Ordering::SeqCst) > 0 {
-                // A consumer has read everything appended: show it this batch now, not after
-                // the whole backlog of batches (up to `IN_FLIGHT_BYTES`, milliseconds of work).
-                self.log.publish()?;
+            let batch = entry.remove();
+            self.unpublished_bytes += batch.bytes.len();
+            self.signals.recycle(batch);
+            if self.unpublished_bytes >= EARLY_PUBLISH_BYTES
+                && self.signals.disk_waiters.load(Ordering::SeqCst) > 0
+            {
+                // A consumer has read everything appended: show it what is ready now, not
+                // after the whole backlog of batches (up to `IN_FLIGHT_BYTES`, milliseconds).
+                self.publish()?;
                 if let Some(queue) = self.queue.upgrade() {
                     queue.wake_consumers();
                 }
             }
         }
         Ok(())
+    }
+
+    /// Writes out what was appended and shows it to readers.
+    fn publish(&mut self) -> Result<(), Error> {
+        self.unpublished_bytes = 0;
+        self.log.publish()
     }
 
     /// fdatasync of the data; with `checkpoint`, a durable checkpoint too.
@@ -733,7 +752,7 @@ impl<T: Send + 'static> Spill<T> {
     fn finish(mut self) {
         self.take_memory_on_disconnect();
         let appended = self.append_pending();
-        let mut result = appended.and(self.log.publish());
+        let mut result = appended.and(self.publish());
         if result.is_ok() {
             result = self.flush_and_checkpoint(true);
         }
