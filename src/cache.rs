@@ -22,10 +22,10 @@
 //! is open only while the ring holds at most `cache_size - 2 * capacity` items and nothing is
 //! disk-only (and the queue is open, not poisoned, and has no `max_len` and no `EveryPut`).
 //! Anything that could leave that state closes the gate first, under the lock, and waits for
-//! the producers inside to finish their push. So lane items never coexist with disk-only records, and ring plus lane
-//! never hold more than `cache_size` items: a lock holder moves at most `capacity` items in
-//! and then closes the gate if the ring has passed the mark, with at most `capacity` more in
-//! the lane.
+//! the producers inside to finish their push. So lane items never coexist with disk-only
+//! records, and ring plus lane never hold more than `cache_size` items: a lock holder moves at
+//! most `capacity` items in and then closes the gate if the ring has passed the mark, with at
+//! most `capacity` more in the lane.
 
 use crate::builder::{Config, Durability};
 use crate::codec::Codec;
@@ -439,7 +439,7 @@ impl<T: Send + 'static> Shared<T> {
     }
 
     /// Opens the lane's gate if the state allows it, else closes it.
-    pub(crate) fn settle_lane(&self, state: &mut State<T>) {
+    fn settle_lane(&self, state: &mut State<T>) {
         if self.lane_may_open(state) {
             if !state.lane_open && self.lane.capacity() > 0 {
                 self.lane.open();
@@ -606,8 +606,7 @@ impl<T: Send + 'static> Shared<T> {
         } else {
             self.signals.set_read(state.read_cursor());
         }
-        self.update_spilling(state);
-        self.settle_lane(state);
+        self.settle(state);
         state.removals += count;
         if state.removals >= self.config.checkpoint_every_removals {
             self.signals
@@ -620,12 +619,15 @@ impl<T: Send + 'static> Shared<T> {
         }
     }
 
-    pub(crate) fn update_spilling(&self, state: &State<T>) {
+    /// After the ring or the disk backlog changed: updates the spilling hint, and opens or
+    /// closes the lane's gate to match.
+    pub(crate) fn settle(&self, state: &mut State<T>) {
         let spilling = state.disk_only() > 0 || state.ring.len() >= self.config.cache_size;
         // Stored only on a change: the line is read by every producer.
         if self.spilling.load(Ordering::Relaxed) != spilling {
             self.spilling.store(spilling, Ordering::Relaxed);
         }
+        self.settle_lane(state);
     }
 
     pub(crate) fn every_put(&self) -> bool {

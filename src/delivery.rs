@@ -134,9 +134,8 @@ impl<T: Send + 'static> Delivery<T> {
                 if let Some(sequence) = self.sequence {
                     state.returned.insert(sequence);
                 }
-                shared.update_spilling(&state);
                 // The ring grew: the lane may have to close.
-                shared.settle_lane(&mut state);
+                shared.settle(&mut state);
                 if state.consumers_waiting > 0 {
                     shared.not_empty.notify_one();
                 }

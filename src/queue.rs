@@ -296,11 +296,7 @@ impl<T: Send + 'static> Queue<T> {
             durability,
             checkpoint_every_removals,
         );
-        {
-            let mut state = shared.lock();
-            shared.update_spilling(&state);
-            shared.settle_lane(&mut state);
-        }
+        shared.settle(&mut shared.lock());
         let thread = std::thread::Builder::new()
             .name("spillq-spill".into())
             .spawn(move || spill.run())
@@ -530,8 +526,7 @@ impl<T: Send + 'static> Queue<T> {
 
     fn after_put(&self, state: &mut State<T>, count: usize) {
         self.shared.puts.fetch_add(1, Ordering::Release);
-        self.shared.update_spilling(state);
-        self.shared.settle_lane(state);
+        self.shared.settle(state);
         if state.consumers_waiting > 0 {
             if count == 1 {
                 self.shared.not_empty.notify_one();
@@ -906,7 +901,7 @@ impl<T: Send + 'static> Queue<T> {
         }
         state.deliveries_out += 1;
         let epoch = state.epoch;
-        shared.update_spilling(&state);
+        shared.settle(&mut state);
         shared.signals.set_read(state.read_cursor());
         drop(state);
         shared.send(batch)?;

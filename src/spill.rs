@@ -586,13 +586,7 @@ impl<T: Send + 'static> Spill<T> {
     /// Appends what can be appended, then flushes and checkpoints as asked.
     fn round(&mut self, tick: bool) {
         let appended = self.append_pending();
-        let published = self.publish();
-        let appended = appended.and(published);
-        if self.signals.disk_waiters.load(Ordering::SeqCst) > 0
-            && let Some(queue) = self.queue.upgrade()
-        {
-            queue.wake_consumers();
-        }
+        let appended = appended.and(self.publish());
         if let Err(error) = appended {
             let failure = Failure::from_error(&error, false);
             self.fail(&failure);
@@ -657,18 +651,22 @@ impl<T: Send + 'static> Spill<T> {
                 // A consumer has read everything appended: show it what is ready now, not
                 // after the whole backlog of batches (up to `IN_FLIGHT_BYTES`, milliseconds).
                 self.publish()?;
-                if let Some(queue) = self.queue.upgrade() {
-                    queue.wake_consumers();
-                }
             }
         }
         Ok(())
     }
 
-    /// Writes out what was appended and shows it to readers.
+    /// Writes out what was appended, shows it to readers, then wakes the consumers waiting for
+    /// it (published first, so a consumer that registered too late to be seen sees the records).
     fn publish(&mut self) -> Result<(), Error> {
         self.unpublished_bytes = 0;
-        self.log.publish()
+        let published = self.log.publish();
+        if self.signals.disk_waiters.load(Ordering::SeqCst) > 0
+            && let Some(queue) = self.queue.upgrade()
+        {
+            queue.wake_consumers();
+        }
+        published
     }
 
     /// fdatasync of the data; with `checkpoint`, a durable checkpoint too.
