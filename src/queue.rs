@@ -2,7 +2,7 @@
 //! and `spill.rs` (writing); this file only composes them.
 
 use crate::builder::{Builder, Config};
-use crate::cache::{Lane, SPIN_STEPS, Shared, Slot, State, Written, decode_record, pause};
+use crate::cache::{Lane, Refill, SPIN_STEPS, Shared, Slot, State, Written, decode_record, pause};
 use crate::codec::Codec;
 use crate::delivery::Delivery;
 use crate::error::{Error, PutTimeoutError, TryPutError};
@@ -264,6 +264,9 @@ impl<T: Send + 'static> Queue<T> {
                 loaded: read_sequence,
                 unwritten: 0,
                 reader: Some(log.reader()),
+                refilling: false,
+                refill_waiters: 0,
+                refill_slots: Vec::new(),
                 unacked: BTreeSet::new(),
                 deliveries_out: 0,
                 epoch: 0,
@@ -582,26 +585,30 @@ impl<T: Send + 'static> Queue<T> {
                 return Err(Error::Closed);
             }
             if state.ring.is_empty() && state.disk_only() > 0 {
-                shared.refill(&mut state)?;
-                if state.ring.is_empty() && state.disk_only() > 0 {
-                    // The records are on their way to disk (already accepted, so even `try_`
-                    // calls wait for them). Register, then look once more, so the spill thread
-                    // either sees us waiting or we see its progress.
-                    shared.signals.disk_waiters.fetch_add(1, Ordering::SeqCst);
-                    let mut refilled = shared.refill(&mut state);
-                    if refilled.is_ok() && state.ring.is_empty() && state.disk_only() > 0 {
-                        if let Some(failure) = shared.signals.failure() {
-                            refilled = Err(failure.to_error());
-                        } else {
-                            // No deadline: these items are in the queue already, only in
-                            // flight; the spill thread's next append brings them.
-                            state = shared.wait(&shared.not_empty, state, None).0;
-                        }
-                    }
-                    shared.signals.disk_waiters.fetch_sub(1, Ordering::SeqCst);
-                    refilled?;
+                let (guard, refilled) = shared.refill(state);
+                state = guard;
+                if refilled? == Refill::Progress {
                     continue;
                 }
+                // The records are on their way to disk (already accepted, so even `try_`
+                // calls wait for them). Register, then look once more, so the spill thread
+                // either sees us waiting or we see its progress.
+                shared.signals.disk_waiters.fetch_add(1, Ordering::SeqCst);
+                let (guard, mut refilled) = shared.refill(state);
+                state = guard;
+                if matches!(refilled, Ok(Refill::NothingReady)) {
+                    if let Some(failure) = shared.signals.failure() {
+                        refilled = Err(failure.to_error());
+                    } else {
+                        // No deadline: these items are in the queue already, only in
+                        // flight; the spill thread's next append brings them. The lock was
+                        // held since the look that found nothing ready.
+                        state = shared.wait(&shared.not_empty, state, None).0;
+                    }
+                }
+                shared.signals.disk_waiters.fetch_sub(1, Ordering::SeqCst);
+                refilled?;
+                continue;
             }
             if !state.ring.is_empty() || !shared.lane.is_empty() {
                 return Ok(state);
@@ -748,7 +755,9 @@ impl<T: Send + 'static> Queue<T> {
         let mut state = self.wait_for_head(Wait::for_timeout(timeout))?;
         while items.len() < max {
             if state.ring.is_empty() && state.disk_only() > 0 {
-                shared.refill(&mut state)?;
+                let (guard, refilled) = shared.refill(state);
+                state = guard;
+                refilled?;
             }
             if !items.is_empty() && matches!(state.ring.front(), Some(Slot::Undecodable { .. })) {
                 // Reported by the next call, on its own.

@@ -221,3 +221,124 @@ fn close_keeps_every_accepted_put() {
     }
     assert_eq!(next, accepted);
 }
+
+/// Little-endian `u64`s; `decode` can be made to stop on one value until told to go on, or to
+/// panic on it once.
+struct Gated {
+    /// The value whose decoding stops or panics.
+    at: u64,
+    /// Told when decoding reaches `at`; decoding then waits for `go` (if set).
+    reached: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    go: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// Panic at `at` the first time instead.
+    panic_once: std::sync::atomic::AtomicBool,
+}
+
+impl spillq::Codec<u64> for Gated {
+    fn encode(&self, item: &u64, buf: &mut Vec<u8>) -> Result<(), spillq::CodecError> {
+        buf.extend_from_slice(&item.to_le_bytes());
+        Ok(())
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<u64, spillq::CodecError> {
+        let value = u64::from_le_bytes(bytes.try_into()?);
+        if value == self.at {
+            if self
+                .panic_once
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                panic!("decode of {value} panics");
+            }
+            if let Some(reached) = self.reached.lock().unwrap().take() {
+                reached.send(()).unwrap();
+                let go = self.go.lock().unwrap().take().unwrap();
+                go.recv().unwrap();
+            }
+        }
+        Ok(value)
+    }
+}
+
+/// A consumer reading records from disk does so without the queue's lock: a producer puts, and
+/// a second consumer waits for those records, while the first is still decoding.
+#[test]
+fn producers_go_on_while_a_consumer_decodes_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reached_tx, reached) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let queue = Queue::<u64>::builder(dir.path())
+        .cache_size(0)
+        .codec(Gated {
+            at: 0,
+            reached: std::sync::Mutex::new(Some(reached_tx)),
+            go: std::sync::Mutex::new(Some(go_rx)),
+            panic_once: false.into(),
+        })
+        .open()
+        .unwrap();
+    queue.put_all(0..10).unwrap();
+    queue.sync().unwrap();
+    let first = thread::spawn({
+        let queue = queue.clone();
+        move || queue.get().unwrap()
+    });
+    // The first consumer is inside the decoding of record 0.
+    reached
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the consumer never decoded record 0");
+    let second = thread::spawn({
+        let queue = queue.clone();
+        move || queue.get().unwrap()
+    });
+    let producer = thread::spawn({
+        let queue = queue.clone();
+        move || {
+            for i in 10..20 {
+                queue.put(i).unwrap();
+            }
+        }
+    });
+    // A failure detector, not a wait for success: with the lock held while decoding, the
+    // producer could not finish until `go`.
+    let (done_tx, done) = std::sync::mpsc::channel();
+    thread::spawn(move || done_tx.send(producer.join()).unwrap());
+    let finished = done.recv_timeout(Duration::from_secs(60));
+    go.send(()).unwrap();
+    finished
+        .expect("the producer was held up by a consumer decoding")
+        .unwrap();
+    let mut got = vec![first.join().unwrap(), second.join().unwrap()];
+    got.sort_unstable();
+    assert_eq!(got, [0, 1]);
+    let rest: Vec<u64> = queue.try_iter().map(Result::unwrap).collect();
+    assert_eq!(rest, (2..20).collect::<Vec<_>>());
+}
+
+/// A codec that panics while a consumer reads from disk fails that call only: nothing is lost,
+/// and the records are read again by the next call.
+#[test]
+fn a_decode_that_panics_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |panic_once: bool| {
+        Queue::<u64>::builder(dir.path())
+            .cache_size(100)
+            .codec(Gated {
+                at: 5,
+                reached: std::sync::Mutex::new(None),
+                go: std::sync::Mutex::new(None),
+                panic_once: panic_once.into(),
+            })
+            .open()
+            .unwrap()
+    };
+    let queue = open(false);
+    queue.put_all(0..10).unwrap();
+    queue.close().unwrap();
+    drop(queue);
+    // All ten on disk; the first `get` reads them all at once and panics at the sixth.
+    let queue = open(true);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| queue.get()));
+    assert!(panicked.is_err());
+    let got: Vec<u64> = queue.try_iter().map(Result::unwrap).collect();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+}
