@@ -256,6 +256,12 @@ pub(crate) struct State<T> {
     pub(crate) loaded: u64,
     /// `Written::No` slots in the ring.
     pub(crate) unwritten: usize,
+    /// Records of puts headed for disk, numbered (they end at `next_sequence`) but not yet
+    /// sent: while the spill thread is busy, puts add their records here instead of sending
+    /// each on its own, and the spill thread takes them at the start of its next round (or
+    /// before it waits for commands). One message then carries many small puts.
+    /// (`Signals::gathered` says whether it is `Some`, for the spill thread.)
+    pub(crate) gathered: Option<Batch>,
     /// `None` while closed, or while a consumer refills without the lock (`refilling`).
     pub(crate) reader: Option<LogReader>,
     /// A consumer is reading records into the ring without the lock (see `Shared::refill`).
@@ -548,6 +554,13 @@ impl<T: Send + 'static> Shared<T> {
         }
         state.unwritten = 0;
         state.loaded = state.next_sequence;
+    }
+
+    /// For the spill thread: the records producers gathered (see `State::gathered`).
+    pub(crate) fn take_gathered(&self) -> Option<Batch> {
+        let mut state = self.lock_only();
+        self.signals.gathered.store(false, Ordering::SeqCst);
+        state.gathered.take()
     }
 
     /// For `Interval` ticks: the ring's unwritten items, encoded, if any.

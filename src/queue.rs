@@ -103,6 +103,12 @@ impl Wait {
     }
 }
 
+/// Records gathered for the spill thread (see `State::gathered`) are sent once they reach this
+/// many bytes, even while it is busy: it gets work in pieces it can start on.
+const GATHER_BYTES: usize = 64 << 10;
+/// Puts of fewer encoded bytes than this are gathered; larger ones are sent as they are.
+const GATHER_PUT_BYTES: usize = 4 << 10;
+
 /// The queue's state, locked.
 type Guard<'a, T> = MutexGuard<'a, State<T>>;
 
@@ -267,6 +273,7 @@ impl<T: Send + 'static> Queue<T> {
                 refilling: false,
                 refill_waiters: 0,
                 refill_slots: Vec::new(),
+                gathered: None,
                 unacked: BTreeSet::new(),
                 deliveries_out: 0,
                 epoch: 0,
@@ -488,15 +495,22 @@ impl<T: Send + 'static> Queue<T> {
             if let Some(failure) = shared.signals.failure() {
                 return Err(Refused::Failed(items, failure.to_error()));
             }
-            let mut batch = if state.unwritten == 0 {
+            // Small puts are gathered; a large one is a message's worth on its own.
+            let small = bytes.bytes.len() < GATHER_PUT_BYTES;
+            let mut batch = if state.unwritten == 0 && state.gathered.is_none() {
                 // The usual case while spilling: the encoded batch goes as it is.
                 let mut batch = bytes;
                 batch.first_sequence = state.next_sequence;
                 batch
             } else {
-                let mut batch = Batch::new(state.next_sequence);
+                // Gathered records end at `next_sequence`, and unwritten ones exist only
+                // while nothing is on disk, so never both.
+                let mut batch = state
+                    .gathered
+                    .take()
+                    .unwrap_or_else(|| Batch::new(state.next_sequence));
                 shared.write_unwritten(&mut state, &mut batch);
-                batch.extend(bytes);
+                batch.gather(bytes, &shared.signals);
                 batch
             };
             batch.durable = every_put;
@@ -505,6 +519,24 @@ impl<T: Send + 'static> Queue<T> {
             }
             state.next_sequence = batch.end_sequence();
             let end = state.next_sequence;
+            let signals = &shared.signals;
+            if !every_put
+                && small
+                && batch.bytes.len() < GATHER_BYTES
+                && !signals.spill_idle.load(Ordering::SeqCst)
+            {
+                // The spill thread is busy; it takes these with the next puts' records. Said,
+                // then looked at once more: either the spill thread, about to wait, sees
+                // them, or this sees it waiting and sends them (see `Spill::run`).
+                state.gathered = Some(batch);
+                signals.gathered.store(true, Ordering::SeqCst);
+                if !signals.spill_idle.load(Ordering::SeqCst) {
+                    self.after_put(&mut state, count);
+                    return Ok(());
+                }
+                signals.gathered.store(false, Ordering::SeqCst);
+                batch = state.gathered.take().unwrap_or_default();
+            }
             self.after_put(&mut state, count);
             drop(state);
             if shared.send(batch).is_err() {
