@@ -256,20 +256,7 @@ pub(crate) struct State<T> {
     pub(crate) loaded: u64,
     /// `Written::No` slots in the ring.
     pub(crate) unwritten: usize,
-    /// Records of puts headed for disk, numbered (they end at `next_sequence`) but not yet
-    /// sent: while the spill thread is busy, puts add their records here instead of sending
-    /// each on its own, and the spill thread takes them at the start of its next round (or
-    /// before it waits for commands). One message then carries many small puts.
-    /// (`Signals::gathered` says whether it is `Some`, for the spill thread.)
-    pub(crate) gathered: Option<Batch>,
-    /// `None` while closed, or while a consumer refills without the lock (`refilling`).
     pub(crate) reader: Option<LogReader>,
-    /// A consumer is reading records into the ring without the lock (see `Shared::refill`).
-    pub(crate) refilling: bool,
-    /// Consumers waiting for that refill to end.
-    pub(crate) refill_waiters: usize,
-    /// The vector a refill reads into, kept between refills (empty).
-    pub(crate) refill_slots: Vec<Slot<T>>,
     /// Sequence numbers out with a `Delivery`.
     pub(crate) unacked: BTreeSet<u64>,
     /// Sequence numbers of items given back (by `nack`, or as unacknowledged before a crash)
@@ -556,13 +543,6 @@ impl<T: Send + 'static> Shared<T> {
         state.loaded = state.next_sequence;
     }
 
-    /// For the spill thread: the records producers gathered (see `State::gathered`).
-    pub(crate) fn take_gathered(&self) -> Option<Batch> {
-        let mut state = self.lock_only();
-        self.signals.gathered.store(false, Ordering::SeqCst);
-        state.gathered.take()
-    }
-
     /// For `Interval` ticks: the ring's unwritten items, encoded, if any.
     pub(crate) fn take_unwritten(&self) -> Option<Batch> {
         let mut state = self.lock();
@@ -590,70 +570,23 @@ impl<T: Send + 'static> Shared<T> {
         self.not_empty.notify_all();
     }
 
-    /// Decodes up to a ring's worth of disk-only records into the ring, or waits for the
-    /// consumer that is doing so. The reading and decoding happen without the lock, so that
-    /// producers (and consumers with items in memory) are not held up for its length; the
-    /// records stay disk-only meanwhile, and `State::refilling` keeps other consumers from
-    /// reading the same ones.
-    ///
-    /// [`Refill::NothingReady`] is decided under the lock, held from that look until the call
-    /// returns: a consumer may then sleep until the spill thread's next wake-up without
-    /// missing it (see `Queue::wait_for_head`).
-    pub(crate) fn refill<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, State<T>>,
-    ) -> (MutexGuard<'a, State<T>>, Result<Refill, Error>) {
-        if state.refilling {
-            state.refill_waiters += 1;
-            state = self.wait(&self.not_empty, state, None).0;
-            state.refill_waiters -= 1;
-            return (state, Ok(Refill::Progress));
-        }
-        let Some(mut reader) = state.reader.take() else {
-            return (state, Err(Error::Closed));
-        };
-        reader.seek(state.loaded);
-        if !reader.has_published() {
-            state.reader = Some(reader);
-            return (state, Ok(Refill::NothingReady));
-        }
+    /// Decodes up to a ring's worth of disk-only records into the ring.
+    pub(crate) fn refill(&self, state: &mut State<T>) -> Result<(), Error> {
         let want = self.config.cache_size.clamp(1, MAX_REFILL);
         let want = want.saturating_sub(state.ring.len()).max(1);
-        let epoch = state.epoch;
-        state.refilling = true;
-        let slots = std::mem::take(&mut state.refill_slots);
-        drop(state);
-        // Puts the reader back and lets other consumers refill even if the codec panics.
-        let mut pass = RefillPass {
-            shared: self,
-            reader: Some(reader),
-            slots,
-            undecodable: 0,
+        let Some(mut reader) = state.reader.take() else {
+            return Err(Error::Closed);
         };
-        let result = pass.read(want);
-        let (mut state, reader, mut slots) = pass.finish();
-        if state.closed {
-            return (state, Err(Error::Closed));
-        }
-        if let Some(reader) = reader {
-            if state.epoch == epoch {
-                // Records `delete` skipped meanwhile are no longer disk-only; nothing else
-                // moves `loaded` while this pass runs (`clear` changes the epoch).
-                let loaded = state.loaded;
-                state.ring.extend(
-                    slots
-                        .drain(..)
-                        .filter(|slot| slot.sequence().is_none_or(|s| s >= loaded)),
-                );
-                // Records found missing moved the reader past them too.
-                state.loaded = state.loaded.max(reader.expected()).min(state.next_sequence);
-            }
-            state.reader = Some(reader);
-        }
-        // Kept for the next pass, empty (a pass allocating its own cost more than the pass).
-        slots.clear();
-        state.refill_slots = slots;
-        (state, result.map(|_| Refill::Progress))
+        reader.seek(state.loaded);
+        let dir = &self.log.dir;
+        let result = reader.read_batch(want, |sequence, bytes| {
+            let slot = decode_record(&*self.codec, dir, sequence, bytes, &mut state.undecodable);
+            state.ring.push_back(slot);
+        });
+        // Records found missing moved the reader past them too.
+        state.loaded = state.loaded.max(reader.expected()).min(state.next_sequence);
+        state.reader = Some(reader);
+        result.map(|_| ())
     }
 
     /// After items left the queue: publish the read cursor, count removals, wake producers.
@@ -747,76 +680,6 @@ pub(crate) fn decode_record<T: 'static>(
                 sequence,
                 moved_to: move_aside(dir, sequence, bytes),
                 message: error.to_string(),
-            }
-        }
-    }
-}
-
-/// What [`Shared::refill`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refill {
-    /// It read records (perhaps none that decoded, or damaged ones it passed over), or waited
-    /// for the consumer that did: the state may have changed, look again.
-    Progress,
-    /// The spill thread has published nothing past the disk-only records' start; the lock was
-    /// held throughout.
-    NothingReady,
-}
-
-/// One refill's reading, done without the queue's lock. Dropped without
-/// [`finish`](Self::finish) (a codec panicked), it still ends the pass, so the other consumers
-/// do not wait for it forever, and leaves a new reader at the first disk-only record: the
-/// records this pass read are not in the ring, and must be read again.
-struct RefillPass<'a, T: Send + 'static> {
-    shared: &'a Shared<T>,
-    reader: Option<LogReader>,
-    slots: Vec<Slot<T>>,
-    undecodable: u64,
-}
-
-impl<'a, T: Send + 'static> RefillPass<'a, T> {
-    fn read(&mut self, want: usize) -> Result<usize, Error> {
-        let Some(reader) = self.reader.as_mut() else {
-            return Ok(0);
-        };
-        let shared = self.shared;
-        let (slots, undecodable) = (&mut self.slots, &mut self.undecodable);
-        reader.read_batch(want, |sequence, bytes| {
-            slots.push(decode_record(
-                &*shared.codec,
-                &shared.log.dir,
-                sequence,
-                bytes,
-                undecodable,
-            ));
-        })
-    }
-
-    /// Locks the state again and ends the pass: the reader and the slots read, for the caller
-    /// to put back. After `close`, the reader is dropped instead.
-    fn finish(mut self) -> (MutexGuard<'a, State<T>>, Option<LogReader>, Vec<Slot<T>>) {
-        let state = self.end_pass();
-        let reader = self.reader.take().filter(|_| !state.closed);
-        (state, reader, std::mem::take(&mut self.slots))
-    }
-
-    fn end_pass(&mut self) -> MutexGuard<'a, State<T>> {
-        let mut state = self.shared.lock_only();
-        state.refilling = false;
-        state.undecodable += std::mem::take(&mut self.undecodable);
-        if state.refill_waiters > 0 {
-            self.shared.not_empty.notify_all();
-        }
-        state
-    }
-}
-
-impl<T: Send + 'static> Drop for RefillPass<'_, T> {
-    fn drop(&mut self) {
-        if self.reader.take().is_some() {
-            let mut state = self.end_pass();
-            if !state.closed {
-                state.reader = Some(LogReader::new(Arc::clone(&self.shared.log), state.loaded));
             }
         }
     }

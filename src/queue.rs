@@ -2,7 +2,7 @@
 //! and `spill.rs` (writing); this file only composes them.
 
 use crate::builder::{Builder, Config};
-use crate::cache::{Lane, Refill, SPIN_STEPS, Shared, Slot, State, Written, decode_record, pause};
+use crate::cache::{Lane, SPIN_STEPS, Shared, Slot, State, Written, decode_record, pause};
 use crate::codec::Codec;
 use crate::delivery::Delivery;
 use crate::error::{Error, PutTimeoutError, TryPutError};
@@ -102,12 +102,6 @@ impl Wait {
         }
     }
 }
-
-/// Records gathered for the spill thread (see `State::gathered`) are sent once they reach this
-/// many bytes, even while it is busy: it gets work in pieces it can start on.
-const GATHER_BYTES: usize = 64 << 10;
-/// Puts of fewer encoded bytes than this are gathered; larger ones are sent as they are.
-const GATHER_PUT_BYTES: usize = 4 << 10;
 
 /// The queue's state, locked.
 type Guard<'a, T> = MutexGuard<'a, State<T>>;
@@ -270,10 +264,6 @@ impl<T: Send + 'static> Queue<T> {
                 loaded: read_sequence,
                 unwritten: 0,
                 reader: Some(log.reader()),
-                refilling: false,
-                refill_waiters: 0,
-                refill_slots: Vec::new(),
-                gathered: None,
                 unacked: BTreeSet::new(),
                 deliveries_out: 0,
                 epoch: 0,
@@ -495,22 +485,15 @@ impl<T: Send + 'static> Queue<T> {
             if let Some(failure) = shared.signals.failure() {
                 return Err(Refused::Failed(items, failure.to_error()));
             }
-            // Small puts are gathered; a large one is a message's worth on its own.
-            let small = bytes.bytes.len() < GATHER_PUT_BYTES;
-            let mut batch = if state.unwritten == 0 && state.gathered.is_none() {
+            let mut batch = if state.unwritten == 0 {
                 // The usual case while spilling: the encoded batch goes as it is.
                 let mut batch = bytes;
                 batch.first_sequence = state.next_sequence;
                 batch
             } else {
-                // Gathered records end at `next_sequence`, and unwritten ones exist only
-                // while nothing is on disk, so never both.
-                let mut batch = state
-                    .gathered
-                    .take()
-                    .unwrap_or_else(|| Batch::new(state.next_sequence));
+                let mut batch = Batch::new(state.next_sequence);
                 shared.write_unwritten(&mut state, &mut batch);
-                batch.gather(bytes, &shared.signals);
+                batch.extend(bytes);
                 batch
             };
             batch.durable = every_put;
@@ -519,24 +502,6 @@ impl<T: Send + 'static> Queue<T> {
             }
             state.next_sequence = batch.end_sequence();
             let end = state.next_sequence;
-            let signals = &shared.signals;
-            if !every_put
-                && small
-                && batch.bytes.len() < GATHER_BYTES
-                && !signals.spill_idle.load(Ordering::SeqCst)
-            {
-                // The spill thread is busy; it takes these with the next puts' records. Said,
-                // then looked at once more: either the spill thread, about to wait, sees
-                // them, or this sees it waiting and sends them (see `Spill::run`).
-                state.gathered = Some(batch);
-                signals.gathered.store(true, Ordering::SeqCst);
-                if !signals.spill_idle.load(Ordering::SeqCst) {
-                    self.after_put(&mut state, count);
-                    return Ok(());
-                }
-                signals.gathered.store(false, Ordering::SeqCst);
-                batch = state.gathered.take().unwrap_or_default();
-            }
             self.after_put(&mut state, count);
             drop(state);
             if shared.send(batch).is_err() {
@@ -617,30 +582,26 @@ impl<T: Send + 'static> Queue<T> {
                 return Err(Error::Closed);
             }
             if state.ring.is_empty() && state.disk_only() > 0 {
-                let (guard, refilled) = shared.refill(state);
-                state = guard;
-                if refilled? == Refill::Progress {
+                shared.refill(&mut state)?;
+                if state.ring.is_empty() && state.disk_only() > 0 {
+                    // The records are on their way to disk (already accepted, so even `try_`
+                    // calls wait for them). Register, then look once more, so the spill thread
+                    // either sees us waiting or we see its progress.
+                    shared.signals.disk_waiters.fetch_add(1, Ordering::SeqCst);
+                    let mut refilled = shared.refill(&mut state);
+                    if refilled.is_ok() && state.ring.is_empty() && state.disk_only() > 0 {
+                        if let Some(failure) = shared.signals.failure() {
+                            refilled = Err(failure.to_error());
+                        } else {
+                            // No deadline: these items are in the queue already, only in
+                            // flight; the spill thread's next append brings them.
+                            state = shared.wait(&shared.not_empty, state, None).0;
+                        }
+                    }
+                    shared.signals.disk_waiters.fetch_sub(1, Ordering::SeqCst);
+                    refilled?;
                     continue;
                 }
-                // The records are on their way to disk (already accepted, so even `try_`
-                // calls wait for them). Register, then look once more, so the spill thread
-                // either sees us waiting or we see its progress.
-                shared.signals.disk_waiters.fetch_add(1, Ordering::SeqCst);
-                let (guard, mut refilled) = shared.refill(state);
-                state = guard;
-                if matches!(refilled, Ok(Refill::NothingReady)) {
-                    if let Some(failure) = shared.signals.failure() {
-                        refilled = Err(failure.to_error());
-                    } else {
-                        // No deadline: these items are in the queue already, only in
-                        // flight; the spill thread's next append brings them. The lock was
-                        // held since the look that found nothing ready.
-                        state = shared.wait(&shared.not_empty, state, None).0;
-                    }
-                }
-                shared.signals.disk_waiters.fetch_sub(1, Ordering::SeqCst);
-                refilled?;
-                continue;
             }
             if !state.ring.is_empty() || !shared.lane.is_empty() {
                 return Ok(state);
@@ -787,9 +748,7 @@ impl<T: Send + 'static> Queue<T> {
         let mut state = self.wait_for_head(Wait::for_timeout(timeout))?;
         while items.len() < max {
             if state.ring.is_empty() && state.disk_only() > 0 {
-                let (guard, refilled) = shared.refill(state);
-                state = guard;
-                refilled?;
+                shared.refill(&mut state)?;
             }
             if !items.is_empty() && matches!(state.ring.front(), Some(Slot::Undecodable { .. })) {
                 // Reported by the next call, on its own.

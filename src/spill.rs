@@ -76,17 +76,13 @@ impl Batch {
         }
     }
 
-    /// Appends the records of `other` (encoded ahead, numbered from here on), taking over its
-    /// share of the in-flight budget; its buffers go back to `signals` for the next batch.
-    pub(crate) fn gather(&mut self, mut other: Batch, signals: &Signals) {
+    /// Appends the records of `other` (encoded ahead, numbered from here on).
+    pub(crate) fn extend(&mut self, other: Batch) {
         self.bytes.extend_from_slice(&other.bytes);
         self.lens.extend_from_slice(&other.lens);
-        match (&mut self.reservation, other.reservation.take()) {
-            (Some(mine), Some(theirs)) => mine.absorb(theirs),
-            (mine @ None, theirs) => *mine = theirs,
-            (Some(_), None) => {}
+        if other.reservation.is_some() {
+            self.reservation = other.reservation;
         }
-        signals.recycle(other);
     }
 
     /// Takes this batch's bytes out of the in-flight budget, waiting while other batches hold
@@ -195,10 +191,6 @@ pub(crate) struct Signals {
     pub(crate) disk_waiters: AtomicUsize,
     /// Set with `durable.failure`, read without the lock.
     pub(crate) failed: AtomicBool,
-    /// Producers have gathered records for the spill thread (the queue's `State::gathered`).
-    pub(crate) gathered: AtomicBool,
-    /// The spill thread is waiting for commands, or about to: puts send their records at once.
-    pub(crate) spill_idle: AtomicBool,
     durable: Mutex<Durable>,
     durable_changed: Condvar,
     /// Encoded bytes handed to the spill thread (or about to be) and not yet appended.
@@ -227,13 +219,6 @@ pub(crate) const IN_FLIGHT_BYTES: usize = 4 << 20;
 pub(crate) struct Reservation {
     signals: Arc<Signals>,
     bytes: usize,
-}
-
-impl Reservation {
-    /// Takes over `other`'s share: one reservation for both.
-    fn absorb(&mut self, mut other: Reservation) {
-        self.bytes += std::mem::take(&mut other.bytes);
-    }
 }
 
 impl Drop for Reservation {
@@ -301,7 +286,7 @@ impl Signals {
     }
 
     /// Keeps an appended batch's buffers for [`Signals::batch`].
-    pub(crate) fn recycle(&self, batch: Batch) {
+    fn recycle(&self, batch: Batch) {
         let Batch {
             mut bytes,
             mut lens,
@@ -382,9 +367,6 @@ impl Signals {
     }
 
     fn release(&self, bytes: usize) {
-        if bytes == 0 {
-            return;
-        }
         self.in_flight.fetch_sub(bytes, Ordering::SeqCst);
         if self.budget_waiters.load(Ordering::SeqCst) > 0 {
             self.wake_budget_waiters();
@@ -505,26 +487,17 @@ impl<T: Send + 'static> Spill<T> {
     /// The thread's body.
     pub(crate) fn run(mut self) {
         loop {
-            // Records producers gathered while this thread was busy are work: no waiting.
-            // Waiting is said first, then the gathered records looked at once more: either a
-            // producer sees this waiting and sends its records, or this sees them.
-            self.signals.spill_idle.store(true, Ordering::SeqCst);
-            let first = if self.collect_gathered() {
-                Some(Command::Wake)
-            } else {
-                match self.next_tick {
-                    Some(tick) => match self.commands.recv_deadline(tick) {
-                        Ok(command) => Some(command),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    },
-                    None => match self.commands.recv() {
-                        Ok(command) => Some(command),
-                        Err(_) => break,
-                    },
-                }
+            let first = match self.next_tick {
+                Some(tick) => match self.commands.recv_deadline(tick) {
+                    Ok(command) => Some(command),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.commands.recv() {
+                    Ok(command) => Some(command),
+                    Err(_) => break,
+                },
             };
-            self.signals.spill_idle.store(false, Ordering::SeqCst);
             let mut tick = first.is_none();
             if let Some(command) = first {
                 self.accept(command);
@@ -601,25 +574,6 @@ impl<T: Send + 'static> Spill<T> {
         }
     }
 
-    /// Takes the records producers gathered while this thread was busy (see
-    /// `State::gathered`). Returns whether it took any.
-    fn collect_gathered(&mut self) -> bool {
-        if !self.signals.gathered.load(Ordering::SeqCst) {
-            return false;
-        }
-        let Some(queue) = self.queue.upgrade() else {
-            return false;
-        };
-        match queue.take_gathered() {
-            Some(batch) => {
-                self.pending
-                    .insert(batch.first_sequence + batch.done as u64, batch);
-                true
-            }
-            None => false,
-        }
-    }
-
     /// `Interval` tick: encode what sits only in memory so it can be written.
     fn take_memory(&mut self) {
         if let Some(queue) = self.queue.upgrade()
@@ -631,7 +585,6 @@ impl<T: Send + 'static> Spill<T> {
 
     /// Appends what can be appended, then flushes and checkpoints as asked.
     fn round(&mut self, tick: bool) {
-        self.collect_gathered();
         let appended = self.append_pending();
         let appended = appended.and(self.publish());
         if let Err(error) = appended {
@@ -821,7 +774,6 @@ impl<T: Send + 'static> Spill<T> {
         while let Ok(command) = self.commands.try_recv() {
             self.accept(command);
         }
-        self.collect_gathered();
     }
 }
 

@@ -548,11 +548,6 @@ impl LogReader {
         self.expected
     }
 
-    /// Whether the writer has published anything at or past the cursor.
-    pub(crate) fn has_published(&self) -> bool {
-        self.expected < self.shared.progress().end_sequence
-    }
-
     /// Moves the cursor forward to `sequence`; records before it are passed over unread.
     pub(crate) fn seek(&mut self, sequence: u64) {
         if sequence > self.expected {
