@@ -304,6 +304,31 @@ impl<T> State<T> {
         Some(slot)
     }
 
+    /// Moves up to `max` items from the head of the ring into `out`, stopping at an
+    /// undecodable record: `pop_front` in bulk, for `get_batch`. Returns how many; 0 (and
+    /// nothing moved) while items given back wait at the head, which `pop_front` handles.
+    pub(crate) fn take_items(&mut self, max: usize, out: &mut Vec<T>) -> usize {
+        if !self.returned.is_empty() {
+            return 0;
+        }
+        let count = self
+            .ring
+            .iter()
+            .take(max)
+            .take_while(|slot| matches!(slot, Slot::Item { .. }))
+            .count();
+        let mut unwritten = 0;
+        out.extend(self.ring.drain(..count).filter_map(|slot| match slot {
+            Slot::Item { item, written } => {
+                unwritten += usize::from(written == Written::No);
+                Some(item)
+            }
+            Slot::Undecodable { .. } => None,
+        }));
+        self.unwritten -= unwritten;
+        count
+    }
+
     /// The read cursor for a checkpoint: everything before it was removed except the records
     /// listed (out for acknowledgement, or given back and waiting at the head).
     pub(crate) fn read_cursor(&self) -> ReadCursor {

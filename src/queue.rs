@@ -754,6 +754,9 @@ impl<T: Send + 'static> Queue<T> {
                 // Reported by the next call, on its own.
                 break;
             }
+            if state.take_items(max - items.len(), &mut items) > 0 {
+                continue;
+            }
             match shared.pop_head(&mut state) {
                 Some(Slot::Item { item, .. }) => items.push(item),
                 Some(undecodable) => {

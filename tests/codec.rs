@@ -111,6 +111,37 @@ fn a_queue_opened_with_the_wrong_type_names_the_record_and_moves_past_it() {
     assert!(queue.is_empty());
 }
 
+/// A batch ends before a record that does not decode; the next call reports it, and the one
+/// after goes on from the record after it.
+#[test]
+fn get_batch_stops_before_a_record_that_does_not_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let queue = Queue::<u64>::open(dir.path()).unwrap();
+        queue.put_all([1, 2]).unwrap();
+    }
+    {
+        let queue = Queue::<String>::open(dir.path()).unwrap();
+        queue.put("not a number".into()).unwrap();
+    }
+    {
+        let queue = Queue::<u64>::open(dir.path()).unwrap();
+        queue.put_all([4, 5]).unwrap();
+    }
+    let queue = Queue::<u64>::open(dir.path()).unwrap();
+    let wait = std::time::Duration::ZERO;
+    assert_eq!(queue.get_batch(10, wait).unwrap(), [1, 2]);
+    assert!(matches!(
+        queue.get_batch(10, wait),
+        Err(Error::Codec {
+            sequence: Some(2),
+            ..
+        })
+    ));
+    assert_eq!(queue.get_batch(10, wait).unwrap(), [4, 5]);
+    assert!(queue.is_empty());
+}
+
 #[test]
 fn an_item_larger_than_a_segment_gets_one_of_its_own() {
     let dir = tempfile::tempdir().unwrap();

@@ -375,6 +375,37 @@ fn get_batch_takes_up_to_max() {
     }
 }
 
+/// `get_batch` across what the head of the queue can hold: items given back (first in line),
+/// items only in memory (which `sync` must then write, and only those left), and records
+/// from disk.
+#[test]
+fn get_batch_keeps_order_with_items_given_back_and_what_is_left_for_sync() {
+    for cache in CACHE_SIZES {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = open(dir.path(), cache);
+        queue.put_all(0..20).unwrap();
+        let first = queue.get_ack().unwrap();
+        let second = queue.get_ack().unwrap();
+        second.nack().unwrap();
+        first.nack().unwrap();
+        assert_eq!(
+            queue.get_batch(5, Duration::ZERO).unwrap(),
+            [0, 1, 2, 3, 4],
+            "cache {cache}"
+        );
+        queue.put_all(20..30).unwrap();
+        assert_eq!(
+            queue.get_batch(7, Duration::ZERO).unwrap(),
+            (5..12).collect::<Vec<_>>(),
+            "cache {cache}"
+        );
+        queue.sync().unwrap();
+        drop(queue);
+        let queue = open(dir.path(), cache);
+        assert_eq!(drain(&queue), (12..30).collect::<Vec<_>>(), "cache {cache}");
+    }
+}
+
 #[test]
 fn iter_ends_when_the_queue_is_closed() {
     let dir = tempfile::tempdir().unwrap();
