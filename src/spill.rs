@@ -16,7 +16,7 @@ use crate::cache::Shared;
 use crate::error::Error;
 use crate::log::Log;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -199,14 +199,28 @@ pub(crate) struct Signals {
     budget_waiters: AtomicUsize,
     budget_lock: Mutex<()>,
     budget_freed: Condvar,
-    /// Buffers of appended batches, for producers to encode into again: a batch's buffers are
-    /// tens of KiB, and allocating them on one thread and freeing them on another is slow in
-    /// common allocators.
-    spare: Mutex<Vec<(Vec<u8>, Vec<usize>)>>,
+    /// Buffers of appended batches, for producers to encode into again: allocating them on
+    /// one thread and freeing them on another is slow in common allocators.
+    spare: Mutex<Spare>,
 }
 
-/// Spare batch buffers kept, at most, and the largest kept.
-const SPARE_BUFFERS: usize = 4;
+/// Buffers kept for reuse, and the bytes they hold.
+#[derive(Debug, Default)]
+struct Spare {
+    buffers: Vec<(Vec<u8>, Vec<usize>)>,
+    bytes: usize,
+}
+
+fn buffer_bytes((bytes, lens): &(Vec<u8>, Vec<usize>)) -> usize {
+    bytes.capacity() + lens.capacity() * std::mem::size_of::<usize>()
+}
+
+/// Spare batch buffers kept, at most: a round's worth, as the spill thread recycles a round of
+/// batches at once, and a producer of one record per put takes them one by one (with fewer,
+/// it allocated a new batch for almost every put while the spill thread freed the rest).
+const SPARE_BUFFERS: usize = MAX_COMMANDS_PER_ROUND;
+/// Bytes kept in spare buffers, at most, and the largest buffer kept.
+const SPARE_BYTES: usize = 1 << 20;
 const SPARE_MAX_BYTES: usize = 256 << 10;
 
 /// Encoded bytes that may be on their way to the spill thread before a producer waits: without
@@ -221,9 +235,18 @@ pub(crate) struct Reservation {
     bytes: usize,
 }
 
+impl Reservation {
+    /// Takes over `other`'s share, to give both back at once.
+    fn absorb(&mut self, mut other: Reservation) {
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.signals.release(self.bytes);
+        if self.bytes > 0 {
+            self.signals.release(self.bytes);
+        }
     }
 }
 
@@ -272,12 +295,15 @@ impl Signals {
 
     /// An empty batch, in recycled buffers if there are some.
     pub(crate) fn batch(&self) -> Batch {
-        let (bytes, lens) = self
-            .spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        let (bytes, lens) = match spare.buffers.pop() {
+            Some(buffer) => {
+                spare.bytes -= buffer_bytes(&buffer);
+                buffer
+            }
+            None => Default::default(),
+        };
+        drop(spare);
         Batch {
             bytes,
             lens,
@@ -285,22 +311,25 @@ impl Signals {
         }
     }
 
-    /// Keeps an appended batch's buffers for [`Signals::batch`].
-    fn recycle(&self, batch: Batch) {
-        let Batch {
-            mut bytes,
-            mut lens,
-            ..
-        } = batch;
-        if bytes.capacity() > SPARE_MAX_BYTES {
-            return;
-        }
+    /// Keeps the buffers of appended batches for [`Signals::batch`], as many as the spare
+    /// list has room for (the rest are freed), taking its lock once.
+    fn recycle(&self, buffers: &mut Vec<(Vec<u8>, Vec<usize>)>) {
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        if spare.len() < SPARE_BUFFERS {
-            bytes.clear();
-            lens.clear();
-            spare.push((bytes, lens));
+        let mut keep = buffers.len();
+        for (at, buffer) in buffers.iter().enumerate() {
+            let size = buffer_bytes(buffer);
+            if spare.buffers.len() + at >= SPARE_BUFFERS
+                || size > SPARE_MAX_BYTES
+                || spare.bytes + size > SPARE_BYTES
+            {
+                keep = at;
+                break;
+            }
+            spare.bytes += size;
         }
+        spare.buffers.extend(buffers.drain(..keep));
+        drop(spare);
+        buffers.clear();
     }
 
     /// The writer's failure, if it has one.
@@ -413,6 +442,36 @@ impl Signals {
     }
 }
 
+/// Batches received and not yet appended, in the order of the sequence number each goes on
+/// from. They arrive nearly in order (a producer numbers its batch under the queue's lock and
+/// sends it right after), so a batch almost always joins at the back: a sorted deque, cheaper
+/// per batch than a tree when batches hold one record each.
+#[derive(Default)]
+struct Pending(VecDeque<Batch>);
+
+impl Pending {
+    /// The sequence number of the batch's first record not yet appended.
+    fn next_sequence(batch: &Batch) -> u64 {
+        batch.first_sequence + batch.done as u64
+    }
+
+    fn insert(&mut self, batch: Batch) {
+        let key = Self::next_sequence(&batch);
+        if self
+            .0
+            .back()
+            .is_none_or(|last| Self::next_sequence(last) < key)
+        {
+            self.0.push_back(batch);
+        } else {
+            let at = self
+                .0
+                .partition_point(|queued| Self::next_sequence(queued) < key);
+            self.0.insert(at, batch);
+        }
+    }
+}
+
 /// The spill thread's state.
 pub(crate) struct Spill<T> {
     queue: Weak<Shared<T>>,
@@ -421,8 +480,8 @@ pub(crate) struct Spill<T> {
     commands: Receiver<Command>,
     durability: Durability,
     checkpoint_every_removals: u64,
-    /// Batches received ahead of their turn, by first sequence number.
-    pending: BTreeMap<u64, Batch>,
+    /// Batches received and not yet appended.
+    pending: Pending,
     /// Records up to here were appended by a batch that asked to be made durable.
     durable_wanted: u64,
     /// Producers whose `EveryPut` batches arrived since the last fsync.
@@ -431,6 +490,10 @@ pub(crate) struct Spill<T> {
     last_group: Vec<u64>,
     /// Bytes of batches appended since the log last published.
     unpublished_bytes: usize,
+    /// The in-flight budget and the buffers of batches appended, given back together (one
+    /// atomic update and one lock for many batches, see `give_back`).
+    appended_budget: Option<Reservation>,
+    appended_buffers: Vec<(Vec<u8>, Vec<usize>)>,
     syncs: Vec<(u64, Sender<Result<(), Error>>)>,
     clears: Vec<(u64, Sender<Result<(), Error>>)>,
     shutdown: Option<(u64, Sender<Result<(), Error>>)>,
@@ -443,6 +506,12 @@ pub(crate) struct Spill<T> {
 /// that a consumer waits a few tens of microseconds, large enough that the wake-up (of every
 /// waiting consumer) is shared by hundreds of records even when batches hold one each.
 const EARLY_PUBLISH_BYTES: usize = 16 << 10;
+
+/// The spill thread gives the in-flight budget back to producers once it holds this much of it
+/// (or at the end of its round): often enough that producers waiting for it keep encoding while
+/// it appends, seldom enough that batches of one record do not each cost an update shared with
+/// the producers.
+const GIVE_BACK_BYTES: usize = IN_FLIGHT_BYTES / 16;
 
 /// Commands handled before one flush, at most: a bound on a group commit's latency.
 const MAX_COMMANDS_PER_ROUND: usize = 1024;
@@ -471,11 +540,13 @@ impl<T: Send + 'static> Spill<T> {
             commands,
             durability,
             checkpoint_every_removals,
-            pending: BTreeMap::new(),
+            pending: Pending::default(),
             durable_wanted: 0,
             durable_producers: Vec::new(),
             last_group: Vec::new(),
             unpublished_bytes: 0,
+            appended_budget: None,
+            appended_buffers: Vec::new(),
             syncs: Vec::new(),
             clears: Vec::new(),
             shutdown: None,
@@ -564,8 +635,7 @@ impl<T: Send + 'static> Spill<T> {
                 if batch.durable && !self.durable_producers.contains(&batch.producer) {
                     self.durable_producers.push(batch.producer);
                 }
-                self.pending
-                    .insert(batch.first_sequence + batch.done as u64, batch);
+                self.pending.insert(batch);
             }
             Command::Sync { up_to, reply } => self.syncs.push((up_to, reply)),
             Command::Clear { up_to, reply } => self.clears.push((up_to, reply)),
@@ -579,7 +649,7 @@ impl<T: Send + 'static> Spill<T> {
         if let Some(queue) = self.queue.upgrade()
             && let Some(batch) = queue.take_unwritten()
         {
-            self.pending.insert(batch.first_sequence, batch);
+            self.pending.insert(batch);
         }
     }
 
@@ -621,13 +691,25 @@ impl<T: Send + 'static> Spill<T> {
         }
     }
 
+    /// Appends the batches whose turn has come.
     fn append_pending(&mut self) -> Result<(), Error> {
+        let appended = self.append_ready();
+        self.give_back();
+        appended
+    }
+
+    /// Gives the budget and the buffers of the batches appended back to producers.
+    fn give_back(&mut self) {
+        self.signals.recycle(&mut self.appended_buffers);
+        self.appended_budget = None;
+    }
+
+    fn append_ready(&mut self) -> Result<(), Error> {
         if let Some(Failure::Poisoned(cause)) = self.signals.failure() {
             return Err(Error::Poisoned { cause });
         }
-        while let Some(mut entry) = self.pending.first_entry() {
-            let batch = entry.get_mut();
-            if batch.first_sequence + batch.done as u64 != self.log.next_sequence() {
+        while let Some(batch) = self.pending.0.front_mut() {
+            if Pending::next_sequence(batch) != self.log.next_sequence() {
                 break;
             }
             while let Some(&len) = batch.lens.get(batch.done) {
@@ -642,14 +724,38 @@ impl<T: Send + 'static> Spill<T> {
             if batch.durable {
                 self.durable_wanted = self.log.next_sequence();
             }
-            let batch = entry.remove();
+            let Some(mut batch) = self.pending.0.pop_front() else {
+                break;
+            };
             self.unpublished_bytes += batch.bytes.len();
-            self.signals.recycle(batch);
+            if let Some(budget) = batch.reservation.take() {
+                match &mut self.appended_budget {
+                    Some(held) => held.absorb(budget),
+                    None => self.appended_budget = Some(budget),
+                }
+            }
+            let Batch {
+                mut bytes,
+                mut lens,
+                ..
+            } = batch;
+            bytes.clear();
+            lens.clear();
+            self.appended_buffers.push((bytes, lens));
+            if self.appended_buffers.len() >= SPARE_BUFFERS
+                || self
+                    .appended_budget
+                    .as_ref()
+                    .is_some_and(|held| held.bytes >= GIVE_BACK_BYTES)
+            {
+                self.give_back();
+            }
             if self.unpublished_bytes >= EARLY_PUBLISH_BYTES
                 && self.signals.disk_waiters.load(Ordering::SeqCst) > 0
             {
                 // A consumer has read everything appended: show it what is ready now, not
                 // after the whole backlog of batches (up to `IN_FLIGHT_BYTES`, milliseconds).
+                self.give_back();
                 self.publish()?;
             }
         }
@@ -788,6 +894,80 @@ mod tests {
         while signals.budget_waiters.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
         }
+    }
+
+    fn batch_of(first_sequence: u64, records: usize) -> Batch {
+        let mut batch = Batch::new(first_sequence);
+        for record in 0..records {
+            batch
+                .push_with(|buf| {
+                    buf.push(record as u8);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+        }
+        batch
+    }
+
+    #[test]
+    fn pending_batches_come_out_in_sequence_order_whatever_order_they_came_in() {
+        let mut pending = Pending::default();
+        for first in [0, 5, 3, 9, 4, 7] {
+            pending.insert(batch_of(first, 1));
+        }
+        // A batch appended in part (a failure part-way) goes on from where it stopped.
+        let mut partial = batch_of(1, 2);
+        partial.done = 1;
+        partial.done_bytes = 1;
+        pending.insert(partial);
+        let order: Vec<u64> = pending.0.iter().map(Pending::next_sequence).collect();
+        assert_eq!(order, [0, 2, 3, 4, 5, 7, 9]);
+    }
+
+    #[test]
+    fn spare_buffers_are_kept_up_to_their_bounds_and_handed_out_again() {
+        let signals = Signals::default();
+        let mut buffers: Vec<_> = (0..SPARE_BUFFERS + 10)
+            .map(|_| (Vec::with_capacity(100), Vec::with_capacity(1)))
+            .collect();
+        signals.recycle(&mut buffers);
+        assert!(buffers.is_empty());
+        let spare = signals.spare.lock().unwrap();
+        assert_eq!(spare.buffers.len(), SPARE_BUFFERS);
+        assert_eq!(spare.bytes, spare.buffers.iter().map(buffer_bytes).sum());
+        drop(spare);
+        // Too large to keep at all.
+        let signals = Signals::default();
+        signals.recycle(&mut vec![(
+            Vec::with_capacity(SPARE_MAX_BYTES + 1),
+            Vec::new(),
+        )]);
+        assert!(signals.spare.lock().unwrap().buffers.is_empty());
+        // Bytes are bounded too: of large buffers, SPARE_BYTES' worth is kept.
+        let mut large: Vec<_> = (0..SPARE_BYTES / SPARE_MAX_BYTES + 3)
+            .map(|_| (Vec::with_capacity(SPARE_MAX_BYTES), Vec::new()))
+            .collect();
+        signals.recycle(&mut large);
+        assert_eq!(
+            signals.spare.lock().unwrap().buffers.len(),
+            SPARE_BYTES / SPARE_MAX_BYTES
+        );
+        // Handed out empty, and counted out.
+        let batch = signals.batch();
+        assert!(batch.bytes.is_empty() && batch.bytes.capacity() >= SPARE_MAX_BYTES);
+        let spare = signals.spare.lock().unwrap();
+        assert_eq!(spare.buffers.len(), SPARE_BYTES / SPARE_MAX_BYTES - 1);
+        assert_eq!(spare.bytes, spare.buffers.iter().map(buffer_bytes).sum());
+    }
+
+    #[test]
+    fn absorbed_reservations_give_their_bytes_back_once_together() {
+        let signals = Arc::new(Signals::default());
+        let mut held = signals.reserve(100);
+        held.absorb(signals.reserve(50));
+        assert_eq!(signals.in_flight.load(Ordering::SeqCst), 150);
+        drop(held);
+        assert_eq!(signals.in_flight.load(Ordering::SeqCst), 0);
     }
 
     #[test]
