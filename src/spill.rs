@@ -314,6 +314,9 @@ impl Signals {
     /// Keeps the buffers of appended batches for [`Signals::batch`], as many as the spare
     /// list has room for (the rest are freed), taking its lock once.
     fn recycle(&self, buffers: &mut Vec<(Vec<u8>, Vec<usize>)>) {
+        if buffers.is_empty() {
+            return;
+        }
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         let mut keep = buffers.len();
         for (at, buffer) in buffers.iter().enumerate() {
