@@ -311,26 +311,24 @@ impl Signals {
         }
     }
 
-    /// Keeps the buffers of appended batches for [`Signals::batch`], as many as the spare
-    /// list has room for (the rest are freed), taking its lock once.
+    /// Keeps the buffers of appended batches for [`Signals::batch`], those the spare list has
+    /// room for, taking its lock once; the others are freed after it is released.
     fn recycle(&self, buffers: &mut Vec<(Vec<u8>, Vec<usize>)>) {
         if buffers.is_empty() {
             return;
         }
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        let mut keep = buffers.len();
-        for (at, buffer) in buffers.iter().enumerate() {
+        buffers.retain_mut(|buffer| {
             let size = buffer_bytes(buffer);
-            if spare.buffers.len() + at >= SPARE_BUFFERS
-                || size > SPARE_MAX_BYTES
-                || spare.bytes + size > SPARE_BYTES
-            {
-                keep = at;
-                break;
+            let keep = spare.buffers.len() < SPARE_BUFFERS
+                && size <= SPARE_MAX_BYTES
+                && spare.bytes + size <= SPARE_BYTES;
+            if keep {
+                spare.bytes += size;
+                spare.buffers.push(std::mem::take(buffer));
             }
-            spare.bytes += size;
-        }
-        spare.buffers.extend(buffers.drain(..keep));
+            !keep
+        });
         drop(spare);
         buffers.clear();
     }
@@ -939,13 +937,15 @@ mod tests {
         assert_eq!(spare.buffers.len(), SPARE_BUFFERS);
         assert_eq!(spare.bytes, spare.buffers.iter().map(buffer_bytes).sum());
         drop(spare);
-        // Too large to keep at all.
+        // Too large to keep at all; the small one after it is kept.
         let signals = Signals::default();
-        signals.recycle(&mut vec![(
-            Vec::with_capacity(SPARE_MAX_BYTES + 1),
-            Vec::new(),
-        )]);
-        assert!(signals.spare.lock().unwrap().buffers.is_empty());
+        signals.recycle(&mut vec![
+            (Vec::with_capacity(SPARE_MAX_BYTES + 1), Vec::new()),
+            (Vec::with_capacity(100), Vec::new()),
+        ]);
+        assert_eq!(signals.spare.lock().unwrap().buffers.len(), 1);
+        let small = signals.batch();
+        assert!(small.bytes.capacity() < SPARE_MAX_BYTES);
         // Bytes are bounded too: of large buffers, SPARE_BYTES' worth is kept.
         let mut large: Vec<_> = (0..SPARE_BYTES / SPARE_MAX_BYTES + 3)
             .map(|_| (Vec::with_capacity(SPARE_MAX_BYTES), Vec::new()))
