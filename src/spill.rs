@@ -705,6 +705,29 @@ impl<T: Send + 'static> Spill<T> {
         self.appended_budget = None;
     }
 
+    /// Keeps an appended batch's share of the budget and its buffers for `give_back`, which
+    /// runs once they add up to enough.
+    fn set_aside(&mut self, mut batch: Batch) {
+        if let Some(budget) = batch.reservation.take() {
+            match &mut self.appended_budget {
+                Some(held) => held.absorb(budget),
+                None => self.appended_budget = Some(budget),
+            }
+        }
+        let Batch {
+            mut bytes,
+            mut lens,
+            ..
+        } = batch;
+        bytes.clear();
+        lens.clear();
+        self.appended_buffers.push((bytes, lens));
+        let held = self.appended_budget.as_ref().map_or(0, |held| held.bytes);
+        if self.appended_buffers.len() >= SPARE_BUFFERS || held >= GIVE_BACK_BYTES {
+            self.give_back();
+        }
+    }
+
     fn append_ready(&mut self) -> Result<(), Error> {
         if let Some(Failure::Poisoned(cause)) = self.signals.failure() {
             return Err(Error::Poisoned { cause });
@@ -725,32 +748,11 @@ impl<T: Send + 'static> Spill<T> {
             if batch.durable {
                 self.durable_wanted = self.log.next_sequence();
             }
-            let Some(mut batch) = self.pending.0.pop_front() else {
+            let Some(batch) = self.pending.0.pop_front() else {
                 break;
             };
             self.unpublished_bytes += batch.bytes.len();
-            if let Some(budget) = batch.reservation.take() {
-                match &mut self.appended_budget {
-                    Some(held) => held.absorb(budget),
-                    None => self.appended_budget = Some(budget),
-                }
-            }
-            let Batch {
-                mut bytes,
-                mut lens,
-                ..
-            } = batch;
-            bytes.clear();
-            lens.clear();
-            self.appended_buffers.push((bytes, lens));
-            if self.appended_buffers.len() >= SPARE_BUFFERS
-                || self
-                    .appended_budget
-                    .as_ref()
-                    .is_some_and(|held| held.bytes >= GIVE_BACK_BYTES)
-            {
-                self.give_back();
-            }
+            self.set_aside(batch);
             if self.unpublished_bytes >= EARLY_PUBLISH_BYTES
                 && self.signals.disk_waiters.load(Ordering::SeqCst) > 0
             {
