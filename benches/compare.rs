@@ -144,6 +144,10 @@ trait Queue: Send + Sync {
     fn take(&self, max: usize) -> Vec<Record>;
     /// Called by a producer after its last `put`: makes what it put visible to consumers.
     fn flush(&self) {}
+    /// What the queue reports of the run, for the child's `RESULT` line.
+    fn report(&self) -> String {
+        String::new()
+    }
 }
 
 struct Spillq {
@@ -167,6 +171,11 @@ impl Queue for Spillq {
         } else {
             self.queue.get_batch(max, Duration::from_secs(60)).unwrap()
         }
+    }
+
+    fn report(&self) -> String {
+        // Sequence numbers go only to items written to disk.
+        format!("spilled={}", self.queue.stats().next_sequence)
     }
 }
 
@@ -386,7 +395,7 @@ fn run_concurrent(
     n: u64,
     threads: u64,
     lead: Option<u64>,
-) -> f64 {
+) -> (f64, String) {
     let payloads = Arc::new(Payloads::new());
     // Items taken so far, by all consumers.
     let taken = Arc::new(AtomicU64::new(0));
@@ -442,7 +451,7 @@ fn run_concurrent(
     let taken: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(taken, n, "{peer}: count");
-    seconds
+    (seconds, queue.report())
 }
 
 /// Puts all `n` records, then takes them all.
@@ -649,11 +658,19 @@ fn child(args: &[String]) {
     let mut extra = String::new();
     let seconds = match parts.as_slice() {
         ["memory", peer, threads] => {
-            run_concurrent(peer, dir, 4096, n, threads.parse().unwrap(), Some(4096 / 2))
+            let lead = Some(4096 / 2);
+            let (seconds, report) =
+                run_concurrent(peer, dir, 4096, n, threads.parse().unwrap(), lead);
+            extra = report;
+            seconds
         }
         ["spill-seq", "bare-log"] => run_bare_log(dir, n, None),
         ["spill-seq", peer] => run_sequential(peer, dir, 1024, n),
-        ["spill-concurrent", peer] => run_concurrent(peer, dir, 1024, n, 1, None),
+        ["spill-concurrent", peer] => {
+            let (seconds, report) = run_concurrent(peer, dir, 1024, n, 1, None);
+            extra = report;
+            seconds
+        }
         ["durable", "spillq-every-put", threads] => {
             run_durable_spillq(dir, n, threads.parse().unwrap(), 1)
         }
@@ -689,6 +706,34 @@ fn spawn(case: &str, n: u64, dir: &Path) -> std::process::Child {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// The children's `key=value` reports of one case, one word per key: `key=value` when every
+/// run gave the same value, `key=first/second/...` (in run order) when they differ.
+fn merge_reports(reports: &[String]) -> String {
+    let runs: Vec<Vec<&str>> = reports
+        .iter()
+        .map(|r| r.split_whitespace().collect())
+        .collect();
+    let Some(first) = runs.first() else {
+        return String::new();
+    };
+    let mut words = Vec::new();
+    for (j, word) in first.iter().enumerate() {
+        let Some((key, _)) = word.split_once('=') else {
+            words.push(word.to_string());
+            continue;
+        };
+        let mut values: Vec<&str> = runs
+            .iter()
+            .filter_map(|run| run.get(j).and_then(|w| w.split_once('=')).map(|(_, v)| v))
+            .collect();
+        if values.windows(2).all(|pair| pair[0] == pair[1]) {
+            values.truncate(1);
+        }
+        words.push(format!("{key}={}", values.join("/")));
+    }
+    words.join(" ")
 }
 
 /// Reaps `child`, returning its peak RSS in KiB.
@@ -779,14 +824,14 @@ impl Bench {
         }
         let mut seconds = vec![Vec::new(); cases.len()];
         let mut rss = vec![Vec::new(); cases.len()];
-        let mut extra = vec![String::new(); cases.len()];
+        let mut extra = vec![Vec::new(); cases.len()];
         for _ in 0..self.runs {
             for (i, (case, _, n)) in cases.iter().enumerate() {
                 let dir = tempfile::tempdir().unwrap();
                 let outcome = run_child(case, self.items(*n), dir.path());
                 seconds[i].push(outcome.seconds);
                 rss[i].push(outcome.max_rss_kib as f64 / 1024.0);
-                extra[i] = outcome.extra;
+                extra[i].push(outcome.extra);
             }
         }
         // Before the medians sort the samples: round by round, against the first case.
@@ -810,7 +855,7 @@ impl Bench {
                 n: self.items(*n),
                 seconds: median(&mut seconds[i]),
                 rss_mib: median(&mut rss[i]),
-                extra: std::mem::take(&mut extra[i]),
+                extra: merge_reports(&extra[i]),
                 paired: Some(paired[i]),
             };
             eprintln!(
