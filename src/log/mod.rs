@@ -628,6 +628,26 @@ impl LogReader {
                 continue;
             };
             let bytes = segment.bytes(limit_offset);
+            // The usual case: the records that follow, in order, in this segment.
+            while visited < max {
+                match record::parse_at(bytes, self.offset) {
+                    Parsed::Record {
+                        sequence,
+                        payload,
+                        size,
+                    } if sequence == self.expected && sequence < limit_sequence => {
+                        self.offset += size;
+                        self.expected = sequence + 1;
+                        visit(sequence, payload);
+                        visited += 1;
+                    }
+                    _ => break,
+                }
+            }
+            if visited >= max || self.expected >= limit_sequence {
+                continue;
+            }
+            // Anything else (damage, a gap, an older record) the general way below.
             let expected = self.expected;
             match record::parse_at(bytes, self.offset) {
                 Parsed::Record {
