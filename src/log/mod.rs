@@ -628,54 +628,42 @@ impl LogReader {
                 continue;
             };
             let bytes = segment.bytes(limit_offset);
-            // The usual case: the records that follow, in order, in this segment.
-            while visited < max {
-                match record::parse_at(bytes, self.offset) {
-                    Parsed::Record {
-                        sequence,
-                        payload,
-                        size,
-                    } if sequence == self.expected && sequence < limit_sequence => {
-                        self.offset += size;
-                        self.expected = sequence + 1;
-                        visit(sequence, payload);
-                        visited += 1;
-                    }
-                    _ => break,
+            // Record after record in this segment (segment and limits found once for all).
+            while visited < max && self.expected < limit_sequence {
+                let Parsed::Record {
+                    sequence,
+                    payload,
+                    size,
+                } = record::parse_at(bytes, self.offset)
+                else {
+                    break;
+                };
+                if sequence >= limit_sequence {
+                    break;
                 }
+                self.offset += size;
+                if sequence < self.expected {
+                    continue;
+                }
+                if sequence > self.expected {
+                    self.count_skipped(first, self.expected, sequence);
+                }
+                self.expected = sequence + 1;
+                visit(sequence, payload);
+                visited += 1;
             }
             if visited >= max || self.expected >= limit_sequence {
                 continue;
             }
-            // Anything else (damage, a gap, an older record) the general way below.
+            // No record of this segment at the offset: damaged or missing records.
             let expected = self.expected;
-            match record::parse_at(bytes, self.offset) {
-                Parsed::Record {
-                    sequence,
-                    payload,
-                    size,
-                } if sequence < limit_sequence => {
-                    self.offset += size;
-                    if sequence < expected {
-                        continue;
-                    }
-                    if sequence > expected {
-                        self.count_skipped(first, expected, sequence);
-                    }
-                    self.expected = sequence + 1;
-                    visit(sequence, payload);
-                    visited += 1;
-                }
-                _ => {
-                    let wanted = |s: u64| s >= expected && s < limit_sequence;
-                    match record::find_next_valid(bytes, self.offset, wanted) {
-                        Some(next) => self.offset = next,
-                        None => {
-                            // Nothing more this segment can give: the rest of its records are lost.
-                            self.skip_to(limit_sequence);
-                            self.segment = None;
-                        }
-                    }
+            let wanted = |s: u64| s >= expected && s < limit_sequence;
+            match record::find_next_valid(bytes, self.offset, wanted) {
+                Some(next) => self.offset = next,
+                None => {
+                    // Nothing more this segment can give: the rest of its records are lost.
+                    self.skip_to(limit_sequence);
+                    self.segment = None;
                 }
             }
         }
