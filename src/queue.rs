@@ -594,7 +594,10 @@ impl<T: Send + 'static> Queue<T> {
                             refilled = Err(failure.to_error());
                         } else {
                             // No deadline: these items are in the queue already, only in
-                            // flight; the spill thread's next append brings them.
+                            // flight, or appended and not yet written. Ask the spill thread
+                            // to write them (if the channel is full it has rounds ahead,
+                            // each of which sees this consumer waiting).
+                            let _ = shared.commands.try_send(Command::Wake);
                             state = shared.wait(&shared.not_empty, state, None).0;
                         }
                     }

@@ -301,7 +301,7 @@ impl Log {
         }
         if self.writer.is_full() {
             // Before the record, so that an error means it was not appended.
-            self.write_out()?;
+            self.write_whole_pages()?;
         }
         let sequence = self.next_sequence;
         self.writer.append(sequence, payload);
@@ -315,6 +315,14 @@ impl Log {
     fn write_out(&mut self) -> Result<(), Error> {
         self.writer.write_out()?;
         self.written_sequence = self.next_sequence;
+        Ok(())
+    }
+
+    /// [`write_out`](Self::write_out) up to the last page boundary (see
+    /// [`WriteSegment::write_whole_pages`]).
+    fn write_whole_pages(&mut self) -> Result<(), Error> {
+        self.writer.write_whole_pages()?;
+        self.written_sequence = self.next_sequence - self.writer.unwritten_records() as u64;
         Ok(())
     }
 
@@ -387,10 +395,37 @@ impl Log {
     /// are shown what was written before, and the error returned.
     pub(crate) fn publish(&mut self) -> Result<(), Error> {
         let written = self.write_out();
+        self.show(written)
+    }
+
+    /// [`publish`](Self::publish) up to the last page boundary: the rest (less than a page)
+    /// waits for the next publish, flush or checkpoint, which the caller must make sure comes.
+    pub(crate) fn publish_whole_pages(&mut self) -> Result<(), Error> {
+        let written = self.write_whole_pages();
+        self.show(written)
+    }
+
+    /// Shows readers what is written, writing nothing more.
+    pub(crate) fn show_written(&mut self) {
+        let _ = self.show(Ok(()));
+    }
+
+    /// Records before this one are written, and readers may be shown them.
+    pub(crate) fn written_sequence(&self) -> u64 {
+        self.written_sequence
+    }
+
+    /// Whether appended records wait in the writer's buffer.
+    pub(crate) fn has_unwritten(&self) -> bool {
+        self.writer.unwritten_records() > 0
+    }
+
+    /// Shows readers what is written.
+    fn show(&mut self, written: Result<(), Error>) -> Result<(), Error> {
         let mut progress = self.shared.progress();
         progress.segments.extend(self.unpublished.drain(..));
         progress.end_sequence = self.written_sequence;
-        progress.end_offset = self.writer.written();
+        progress.end_offset = self.writer.visible();
         written
     }
 
@@ -467,7 +502,7 @@ impl Log {
             read_sequence,
             unacked,
             head_segment: self.writer.first_sequence(),
-            head_offset: self.writer.written() as u64,
+            head_offset: self.writer.visible() as u64,
             head_sequence: self.next_sequence,
         };
         self.checkpoint.write(&cursor)?;
