@@ -228,6 +228,15 @@ const SPARE_MAX_BYTES: usize = 256 << 10;
 /// thread's reorder buffer (about 130 MB of `put_all` batches of 1,024 small records).
 pub(crate) const IN_FLIGHT_BYTES: usize = 4 << 20;
 
+/// The in-flight budget while a consumer waits for records on their way to disk. A consumer
+/// that has read everything written waits for the spill thread; with up to 4 MiB (36,000
+/// records of 100 bytes) always ahead of it, it could not catch up with the producers, and
+/// every put went on spilling until the producers stopped. Holding producers to this much
+/// lets the consumer catch up, and the queue go back to memory, within a few batches: in
+/// paired runs of spill concurrent with batches, half as many records went to disk (median
+/// 135,000 of 1M against 252,000) and runs took 1.10x to 1.17x less time (40 and 30 pairs).
+pub(crate) const WAITED_IN_FLIGHT_BYTES: usize = IN_FLIGHT_BYTES / 16;
+
 /// A batch's share of the in-flight budget; dropping it gives the share back.
 #[derive(Debug)]
 pub(crate) struct Reservation {
@@ -352,7 +361,8 @@ impl Signals {
     }
 
     /// Adds `bytes` to the in-flight budget, first waiting while it is in use and would go over
-    /// [`IN_FLIGHT_BYTES`]. A batch alone is never held back, nor is anything while the writer
+    /// [`IN_FLIGHT_BYTES`] ([`WAITED_IN_FLIGHT_BYTES`] while a consumer waits for records on
+    /// their way to disk). A batch alone is never held back, nor is anything while the writer
     /// has failed (the caller then meets the failure).
     ///
     /// The caller must hold no sequence numbers yet: batches already numbered must be able to
@@ -360,8 +370,13 @@ impl Signals {
     /// budget back.
     pub(crate) fn reserve(self: &Arc<Self>, bytes: usize) -> Reservation {
         let fits = |current: usize| {
+            let limit = if self.disk_waiters.load(Ordering::Relaxed) > 0 {
+                WAITED_IN_FLIGHT_BYTES
+            } else {
+                IN_FLIGHT_BYTES
+            };
             current == 0
-                || current.saturating_add(bytes) <= IN_FLIGHT_BYTES
+                || current.saturating_add(bytes) <= limit
                 || self.failed.load(Ordering::Acquire)
         };
         loop {
@@ -1055,6 +1070,36 @@ mod tests {
         assert_eq!(signals.in_flight.load(Ordering::SeqCst), 1000);
         drop(reservation);
         assert_eq!(signals.in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn while_a_consumer_waits_for_disk_producers_keep_less_in_flight() {
+        let signals = Arc::new(Signals::default());
+        signals.disk_waiters.fetch_add(1, Ordering::SeqCst);
+        let first = signals.reserve(WAITED_IN_FLIGHT_BYTES - 10);
+        let (sent, received) = crossbeam_channel::bounded(1);
+        let waiting = std::thread::spawn({
+            let signals = Arc::clone(&signals);
+            move || {
+                let reservation = signals.reserve(1000);
+                sent.send(()).unwrap();
+                reservation
+            }
+        });
+        until_waiting(&signals);
+        assert!(received.try_recv().is_err());
+        drop(first);
+        received.recv().unwrap();
+        drop(waiting.join().unwrap());
+        // Without a consumer waiting, the same two fit together.
+        signals.disk_waiters.fetch_sub(1, Ordering::SeqCst);
+        let first = signals.reserve(WAITED_IN_FLIGHT_BYTES - 10);
+        let second = signals.reserve(1000);
+        assert_eq!(
+            signals.in_flight.load(Ordering::SeqCst),
+            WAITED_IN_FLIGHT_BYTES + 990
+        );
+        drop((first, second));
     }
 
     #[test]
