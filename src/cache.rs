@@ -273,6 +273,8 @@ pub(crate) struct State<T> {
     pub(crate) lane_open: bool,
     /// Removals not yet counted in `Signals::removals` (published a checkpoint's worth at a time).
     pub(crate) removals: u64,
+    /// The published read cursor when removals last woke the spill thread.
+    pub(crate) cursor_at_wake: Option<u64>,
     pub(crate) producers_waiting: usize,
     /// Items of the ring whose encoding failed, reported by the next `sync`.
     pub(crate) codec_failures: Vec<CodecError>,
@@ -637,7 +639,14 @@ impl<T: Send + 'static> Shared<T> {
             self.signals
                 .removals
                 .fetch_add(std::mem::take(&mut state.removals), Ordering::Relaxed);
-            let _ = self.commands.try_send(Command::Wake);
+            // Removals of items that were only in memory leave the cursor where it was, and
+            // give the spill thread nothing to checkpoint or delete: no wake-up for them (it
+            // would take a processor from a producer or a consumer for nothing).
+            let cursor = self.signals.published_sequence();
+            if cursor.is_none() || cursor != state.cursor_at_wake {
+                state.cursor_at_wake = cursor;
+                let _ = self.commands.try_send(Command::Wake);
+            }
         }
         if state.producers_waiting > 0 {
             self.not_full.notify_all();

@@ -271,6 +271,7 @@ impl<T: Send + 'static> Queue<T> {
                 consumers_waiting: 0,
                 lane_open: false,
                 removals: 0,
+                cursor_at_wake: None,
                 producers_waiting: 0,
                 codec_failures: Vec::new(),
                 undecodable,
