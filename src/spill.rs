@@ -690,7 +690,15 @@ impl<T: Send + 'static> Spill<T> {
     /// Appends what can be appended, then flushes and checkpoints as asked.
     fn round(&mut self, tick: bool) {
         let appended = self.append_pending();
-        let appended = appended.and(self.publish_round());
+        // When this round may flush, everything is written now, in one write with the rest.
+        let flush_coming =
+            tick || self.durable_wanted > 0 || !self.syncs.is_empty() || !self.clears.is_empty();
+        let published = if flush_coming {
+            self.publish(false)
+        } else {
+            self.publish_round()
+        };
+        let appended = appended.and(published);
         if let Err(error) = appended {
             let failure = Failure::from_error(&error, false);
             self.fail(&failure);
