@@ -515,12 +515,13 @@ pub(crate) struct Spill<T> {
     shutdown: Option<(u64, Sender<Result<(), Error>>)>,
     rolled_segments: usize,
     next_tick: Option<Instant>,
-    /// Whether the last wait for a command ended because records had lingered unwritten.
-    lingered: bool,
+    /// Since when appended records have waited unwritten (roughly: the end of the first round
+    /// that left some), if they do.
+    unwritten_since: Option<Instant>,
 }
 
 /// How long appended records may stay unwritten (in the writer's buffer, not yet visible to
-/// readers) while nothing more arrives and no consumer waits for them.
+/// readers) when no consumer asks for them, about: the first round after it writes them.
 const LINGER: Duration = Duration::from_millis(1);
 
 /// Consumers this many records or more behind what readers are shown have enough to read for a
@@ -578,15 +579,15 @@ impl<T: Send + 'static> Spill<T> {
             shutdown: None,
             rolled_segments,
             next_tick,
-            lingered: false,
+            unwritten_since: None,
         }
     }
 
     /// The thread's body.
     pub(crate) fn run(mut self) {
         loop {
-            // Records left unwritten by the last round wait at most `LINGER` for more.
-            let linger = self.log.has_unwritten().then(|| Instant::now() + LINGER);
+            // Records left unwritten wait at most `LINGER`, then the next round writes them.
+            let linger = self.unwritten_since.map(|since| since + LINGER);
             let deadline = match (self.next_tick, linger) {
                 (Some(tick), Some(linger)) => Some(tick.min(linger)),
                 (tick, linger) => tick.or(linger),
@@ -602,7 +603,6 @@ impl<T: Send + 'static> Spill<T> {
                     Err(_) => break,
                 },
             };
-            self.lingered = first.is_none() && linger.is_some();
             let mut tick = false;
             if let Some(command) = first {
                 self.accept(command);
@@ -622,6 +622,11 @@ impl<T: Send + 'static> Spill<T> {
                 self.take_memory();
             }
             self.round(tick);
+            self.unwritten_since = if self.log.has_unwritten() {
+                Some(self.unwritten_since.unwrap_or_else(Instant::now))
+            } else {
+                None
+            };
             // Leave once everything asked for is appended, or when it cannot be (the writer
             // failed): `finish` then reports the failure to the closer.
             if let Some((up_to, _)) = &self.shutdown
@@ -831,11 +836,14 @@ impl<T: Send + 'static> Spill<T> {
 
     /// The publish that ends a round. Readers are shown what is written; records are written
     /// as the writer fills its chunks, and the rest only when a consumer waits for them, or
-    /// when nothing more has come for `LINGER`: large writes of whole pages cost the kernel
+    /// once they have waited `LINGER`: large writes of whole pages cost the kernel
     /// half as much per page as a write per round (see `WriteSegment::write_whole_pages`).
     fn publish_round(&mut self) -> Result<(), Error> {
         let more_coming = !self.commands.is_empty() && self.shutdown.is_none();
-        if self.lingered || !more_coming && self.signals.disk_waiters.load(Ordering::SeqCst) > 0 {
+        let lingered = self
+            .unwritten_since
+            .is_some_and(|since| since.elapsed() >= LINGER);
+        if lingered || !more_coming && self.signals.disk_waiters.load(Ordering::SeqCst) > 0 {
             return self.publish(false);
         }
         if self.signals.disk_waiters.load(Ordering::SeqCst) > 0 || self.consumer_near() {
