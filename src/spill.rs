@@ -622,11 +622,13 @@ impl<T: Send + 'static> Spill<T> {
                 self.take_memory();
             }
             self.round(tick);
-            self.unwritten_since = if self.log.has_unwritten() {
-                Some(self.unwritten_since.unwrap_or_else(Instant::now))
-            } else {
-                None
-            };
+            // After a failed write, retries come with commands as before, not every `LINGER`.
+            self.unwritten_since =
+                if self.log.has_unwritten() && !self.signals.failed.load(Ordering::Acquire) {
+                    Some(self.unwritten_since.unwrap_or_else(Instant::now))
+                } else {
+                    None
+                };
             // Leave once everything asked for is appended, or when it cannot be (the writer
             // failed): `finish` then reports the failure to the closer.
             if let Some((up_to, _)) = &self.shutdown
