@@ -595,10 +595,12 @@ impl<T: Send + 'static> Queue<T> {
                             refilled = Err(failure.to_error());
                         } else {
                             // No deadline: these items are in the queue already, only in
-                            // flight, or appended and not yet written. Ask the spill thread
-                            // to write them (if the channel is full it has rounds ahead,
-                            // each of which sees this consumer waiting).
-                            let _ = shared.commands.try_send(Command::Wake);
+                            // flight, or appended and not yet written. In that case ask the
+                            // spill thread to write them (if the channel is full it has rounds
+                            // ahead, each of which sees this consumer waiting).
+                            if shared.signals.unwritten.load(Ordering::SeqCst) {
+                                let _ = shared.commands.try_send(Command::Wake);
+                            }
                             state = shared.wait(&shared.not_empty, state, None).0;
                         }
                     }

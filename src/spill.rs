@@ -189,6 +189,9 @@ pub(crate) struct Signals {
     pub(crate) removals: AtomicU64,
     /// Consumers waiting for records the spill thread has not appended yet.
     pub(crate) disk_waiters: AtomicUsize,
+    /// Whether the spill thread has left appended records unwritten (see `publish_round`): a
+    /// consumer that waits for records then sends it a wake-up.
+    pub(crate) unwritten: AtomicBool,
     /// Set with `durable.failure`, read without the lock.
     pub(crate) failed: AtomicBool,
     durable: Mutex<Durable>,
@@ -629,6 +632,10 @@ impl<T: Send + 'static> Spill<T> {
                 } else {
                     None
                 };
+            let unwritten = self.log.has_unwritten();
+            if self.signals.unwritten.load(Ordering::Relaxed) != unwritten {
+                self.signals.unwritten.store(unwritten, Ordering::SeqCst);
+            }
             // Leave once everything asked for is appended, or when it cannot be (the writer
             // failed): `finish` then reports the failure to the closer.
             if let Some((up_to, _)) = &self.shutdown
@@ -701,7 +708,7 @@ impl<T: Send + 'static> Spill<T> {
         let flush_coming =
             tick || self.durable_wanted > 0 || !self.syncs.is_empty() || !self.clears.is_empty();
         let published = if flush_coming {
-            self.publish(false)
+            self.publish()
         } else {
             self.publish_round()
         };
@@ -807,7 +814,7 @@ impl<T: Send + 'static> Spill<T> {
                 // A consumer has read everything appended: show it what is ready now, not
                 // after the whole backlog of batches (up to `IN_FLIGHT_BYTES`, milliseconds).
                 self.give_back();
-                self.publish(true)?;
+                self.publish()?;
             }
         }
         Ok(())
@@ -815,19 +822,9 @@ impl<T: Send + 'static> Spill<T> {
 
     /// Writes out what was appended, shows it to readers, then wakes the consumers waiting for
     /// it (published first, so a consumer that registered too late to be seen sees the records).
-    ///
-    /// With `more_coming` (a later publish is sure to come soon: this round goes on, or commands
-    /// wait in the channel for the next) only whole pages are written (see
-    /// `WriteSegment::write_whole_pages`), and the rest, less than a page, waits for that
-    /// publish. The round that finds the channel empty writes everything before the thread
-    /// sleeps.
-    fn publish(&mut self, more_coming: bool) -> Result<(), Error> {
+    fn publish(&mut self) -> Result<(), Error> {
         self.unpublished_bytes = 0;
-        let published = if more_coming {
-            self.log.publish_whole_pages()
-        } else {
-            self.log.publish()
-        };
+        let published = self.log.publish();
         if self.signals.disk_waiters.load(Ordering::SeqCst) > 0
             && let Some(queue) = self.queue.upgrade()
         {
@@ -836,20 +833,28 @@ impl<T: Send + 'static> Spill<T> {
         published
     }
 
-    /// The publish that ends a round. Readers are shown what is written; records are written
-    /// as the writer fills its chunks, and the rest only when a consumer waits for them, or
-    /// once they have waited `LINGER`: large writes of whole pages cost the kernel
-    /// half as much per page as a write per round (see `WriteSegment::write_whole_pages`).
+    /// The publish that ends a round. While every consumer reads far behind what readers are
+    /// shown (`LAZY_LEAD` records or more) and none waits, records are written only as the
+    /// writer fills its chunks, whole pages at a time: large writes cost the kernel half as much
+    /// per page as a write per round of about one batch (see `WriteSegment::write_whole_pages`).
+    /// The rest is written, and everything shown, once a consumer comes near or waits (it then
+    /// sends a wake-up, see `Signals::unwritten`), or once it has waited `LINGER`.
     fn publish_round(&mut self) -> Result<(), Error> {
-        let more_coming = !self.commands.is_empty() && self.shutdown.is_none();
         let lingered = self
             .unwritten_since
             .is_some_and(|since| since.elapsed() >= LINGER);
-        if lingered || !more_coming && self.signals.disk_waiters.load(Ordering::SeqCst) > 0 {
-            return self.publish(false);
+        if lingered
+            || self.shutdown.is_some()
+            || self.signals.disk_waiters.load(Ordering::SeqCst) > 0
+            || self.consumer_near()
+        {
+            return self.publish();
         }
-        if self.signals.disk_waiters.load(Ordering::SeqCst) > 0 || self.consumer_near() {
-            return self.publish(true);
+        // Consumers are told first, then looked at once more: either a consumer about to wait
+        // sees the flag and sends a wake-up, or this sees the consumer.
+        self.signals.unwritten.store(true, Ordering::SeqCst);
+        if self.signals.disk_waiters.load(Ordering::SeqCst) > 0 {
+            return self.publish();
         }
         self.unpublished_bytes = 0;
         self.log.show_written();
@@ -945,7 +950,7 @@ impl<T: Send + 'static> Spill<T> {
     fn finish(mut self) {
         self.take_memory_on_disconnect();
         let appended = self.append_pending();
-        let mut result = appended.and(self.publish(false));
+        let mut result = appended.and(self.publish());
         if result.is_ok() {
             result = self.flush_and_checkpoint(true);
         }

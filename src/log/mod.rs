@@ -400,6 +400,7 @@ impl Log {
 
     /// [`publish`](Self::publish) up to the last page boundary: the rest (less than a page)
     /// waits for the next publish, flush or checkpoint, which the caller must make sure comes.
+    #[cfg(test)]
     pub(crate) fn publish_whole_pages(&mut self) -> Result<(), Error> {
         let written = self.write_whole_pages();
         self.show(written)
