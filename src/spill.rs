@@ -625,14 +625,13 @@ impl<T: Send + 'static> Spill<T> {
                 self.take_memory();
             }
             self.round(tick);
-            // After a failed write, retries come with commands as before, not every `LINGER`.
-            self.unwritten_since =
-                if self.log.has_unwritten() && !self.signals.failed.load(Ordering::Acquire) {
-                    Some(self.unwritten_since.unwrap_or_else(Instant::now))
-                } else {
-                    None
-                };
             let unwritten = self.log.has_unwritten();
+            // After a failed write, retries come with commands as before, not every `LINGER`.
+            self.unwritten_since = if unwritten && !self.signals.failed.load(Ordering::Acquire) {
+                Some(self.unwritten_since.unwrap_or_else(Instant::now))
+            } else {
+                None
+            };
             if self.signals.unwritten.load(Ordering::Relaxed) != unwritten {
                 self.signals.unwritten.store(unwritten, Ordering::SeqCst);
             }
@@ -990,6 +989,26 @@ mod tests {
         }
     }
 
+    /// Reserves `bytes` on a thread of its own, which says so on the receiver once it has.
+    fn reserve_in_thread(
+        signals: &Arc<Signals>,
+        bytes: usize,
+    ) -> (
+        std::thread::JoinHandle<Reservation>,
+        crossbeam_channel::Receiver<()>,
+    ) {
+        let (sent, received) = crossbeam_channel::bounded(1);
+        let waiting = std::thread::spawn({
+            let signals = Arc::clone(signals);
+            move || {
+                let reservation = signals.reserve(bytes);
+                sent.send(()).unwrap();
+                reservation
+            }
+        });
+        (waiting, received)
+    }
+
     fn batch_of(first_sequence: u64, records: usize) -> Batch {
         let mut batch = Batch::new(first_sequence);
         for record in 0..records {
@@ -1072,15 +1091,7 @@ mod tests {
         let first = signals.reserve(IN_FLIGHT_BYTES - 10);
         // Room for 10 more bytes: this goes through.
         let small = signals.reserve(10);
-        let (sent, received) = crossbeam_channel::bounded(1);
-        let waiting = std::thread::spawn({
-            let signals = Arc::clone(&signals);
-            move || {
-                let reservation = signals.reserve(1000);
-                sent.send(()).unwrap();
-                reservation
-            }
-        });
+        let (waiting, received) = reserve_in_thread(&signals, 1000);
         until_waiting(&signals);
         // Registered, and the budget is still full: it cannot have gone on.
         assert!(received.try_recv().is_err());
@@ -1100,15 +1111,7 @@ mod tests {
         let signals = Arc::new(Signals::default());
         signals.disk_waiters.fetch_add(1, Ordering::SeqCst);
         let first = signals.reserve(WAITED_IN_FLIGHT_BYTES - 10);
-        let (sent, received) = crossbeam_channel::bounded(1);
-        let waiting = std::thread::spawn({
-            let signals = Arc::clone(&signals);
-            move || {
-                let reservation = signals.reserve(1000);
-                sent.send(()).unwrap();
-                reservation
-            }
-        });
+        let (waiting, received) = reserve_in_thread(&signals, 1000);
         until_waiting(&signals);
         assert!(received.try_recv().is_err());
         drop(first);

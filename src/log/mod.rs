@@ -319,7 +319,7 @@ impl Log {
     }
 
     /// [`write_out`](Self::write_out) up to the last page boundary (see
-    /// [`WriteSegment::write_whole_pages`]).
+    /// [`WriteSegment::write_whole_pages`]): records cut by it stay unwritten.
     fn write_whole_pages(&mut self) -> Result<(), Error> {
         self.writer.write_whole_pages()?;
         self.written_sequence = self.next_sequence - self.writer.unwritten_records() as u64;
@@ -395,7 +395,8 @@ impl Log {
     /// are shown what was written before, and the error returned.
     pub(crate) fn publish(&mut self) -> Result<(), Error> {
         let written = self.write_out();
-        self.show(written)
+        self.show_written();
+        written
     }
 
     /// [`publish`](Self::publish) up to the last page boundary: the rest (less than a page)
@@ -403,12 +404,8 @@ impl Log {
     #[cfg(test)]
     pub(crate) fn publish_whole_pages(&mut self) -> Result<(), Error> {
         let written = self.write_whole_pages();
-        self.show(written)
-    }
-
-    /// Shows readers what is written, writing nothing more.
-    pub(crate) fn show_written(&mut self) {
-        let _ = self.show(Ok(()));
+        self.show_written();
+        written
     }
 
     /// Records before this one are written, and readers may be shown them.
@@ -421,13 +418,12 @@ impl Log {
         self.writer.unwritten_records() > 0
     }
 
-    /// Shows readers what is written.
-    fn show(&mut self, written: Result<(), Error>) -> Result<(), Error> {
+    /// Shows readers what is written, writing nothing more.
+    pub(crate) fn show_written(&mut self) {
         let mut progress = self.shared.progress();
         progress.segments.extend(self.unpublished.drain(..));
         progress.end_sequence = self.written_sequence;
         progress.end_offset = self.writer.visible();
-        written
     }
 
     /// Makes every appended record durable: fdatasync of the rolled segments and of the current
