@@ -14,15 +14,17 @@
 //! - A new item goes to the ring if nothing is disk-only and the ring holds fewer than
 //!   `cache_size` items; otherwise to disk.
 //!
-//! The lane: a lock-free bounded queue in front of the ring, so that a producer in the common
-//! case (memory has room, nothing on disk) hands its item over without the lock. Lane items
+//! The lane (`lane.rs`): a lock-free bounded queue in front of the ring, so that a producer in
+//! the common case (memory has room, nothing on disk) hands its item over without the lock.
+//! Lane items
 //! are the youngest, unwritten items of the ring that have not been moved into it yet: lock
 //! holders move them in first (`Shared::lock`), except consumers, which take from the lane
 //! directly once the ring is empty (`Shared::pop_head`) and so never grow the ring. The gate
 //! is open only while the ring holds at most `cache_size - 2 * capacity` items and nothing is
 //! disk-only (and the queue is open, not poisoned, and has no `max_len` and no `EveryPut`).
-//! Anything that could leave that state closes the gate first, under the lock, and waits for
-//! the producers inside to finish their push. So lane items never coexist with disk-only
+//! Anything that could leave that state closes the gate first, under the lock, and takes what
+//! is in the lane, which waits for the pushes that got in before the gate shut
+//! (`Shared::close_lane`). So lane items never coexist with disk-only
 //! records, and ring plus lane never hold more than `cache_size` items: a lock holder moves at
 //! most `capacity` items in and then closes the gate if the ring has passed the mark, with at
 //! most `capacity` more in the lane.
@@ -30,12 +32,12 @@
 use crate::builder::{Config, Durability};
 use crate::codec::Codec;
 use crate::error::{CodecError, Error};
+use crate::lane::Lane;
 use crate::log::LogReader;
 use crate::log::record::MAX_PAYLOAD_BYTES;
 use crate::log::{CheckpointState, LogShared};
 use crate::spill::{Batch, Command, ReadCursor, Signals};
 use crossbeam_channel::Sender;
-use crossbeam_queue::ArrayQueue;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -84,166 +86,6 @@ impl<T> Slot<T> {
             | Self::Undecodable { sequence, .. } => Some(*sequence),
             _ => None,
         }
-    }
-}
-
-/// Items in the lane at most: a quarter of the cache, up to this.
-const MAX_LANE: usize = 1024;
-
-/// Times a producer finding the lane full tries again (after 2, 4 and 8 spin-loop hints, a
-/// fraction of a microsecond in all) before taking the lock. Short on purpose: longer, and a
-/// producer faster than its consumers would be held to their pace instead of running ahead
-/// into memory and disk, which is the point of the queue.
-const LANE_RETRIES: u32 = 3;
-
-/// Set in [`Lane::gate`] while the gate is closed; the bits below count producers inside.
-const GATE_CLOSED: usize = 1 << (usize::BITS - 1);
-
-/// The lane's atomics: loom's under `--cfg loom`, so its model checker can run the gate and
-/// wake-up protocols (`lane_loom` tests below).
-#[cfg(loom)]
-use loom::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
-#[cfg(not(loom))]
-use std::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
-
-/// Steps of a wait loop that spin (2^step spin-loop hints) before later steps yield.
-pub(crate) const SPIN_STEPS: u32 = 6;
-
-/// Step `step` of a wait loop's backoff: spin, or from [`SPIN_STEPS`] on, yield the processor.
-/// Under loom, a yield point of the model.
-pub(crate) fn pause(step: u32) {
-    #[cfg(loom)]
-    {
-        let _ = step;
-        loom::thread::yield_now();
-    }
-    #[cfg(not(loom))]
-    if step < SPIN_STEPS {
-        for _ in 0..(1u32 << step) {
-            std::hint::spin_loop();
-        }
-    } else {
-        std::thread::yield_now();
-    }
-}
-
-/// The lock-free front of the ring (see the module docs).
-pub(crate) struct Lane<T> {
-    /// `None` when the configuration never allows it.
-    items: Option<ArrayQueue<T>>,
-    /// [`GATE_CLOSED`], plus the producers between entering and leaving [`Lane::push`].
-    gate: LaneAtomic,
-    /// Consumers about to sleep, or sleeping, on `not_empty`: a producer that pushed wakes them.
-    waiters: LaneAtomic,
-}
-
-impl<T> Lane<T> {
-    pub(crate) fn new(config: &Config) -> Self {
-        let capacity = (config.cache_size / 4).min(MAX_LANE);
-        let allowed =
-            capacity > 0 && config.max_len.is_none() && config.durability != Durability::EveryPut;
-        Self::with_capacity(allowed.then_some(capacity))
-    }
-
-    fn with_capacity(capacity: Option<usize>) -> Self {
-        Self {
-            items: capacity.map(ArrayQueue::new),
-            gate: LaneAtomic::new(GATE_CLOSED),
-            waiters: LaneAtomic::new(0),
-        }
-    }
-
-    pub(crate) fn capacity(&self) -> usize {
-        self.items.as_ref().map_or(0, ArrayQueue::capacity)
-    }
-
-    /// Hands `item` over if the gate is open and the lane has room; else gives it back. A full
-    /// lane is tried again a few times first (see [`LANE_RETRIES`]).
-    pub(crate) fn push(&self, mut item: T) -> Result<(), T> {
-        for attempt in 0..=LANE_RETRIES {
-            if attempt > 0 {
-                pause(attempt);
-            }
-            match self.try_push(item) {
-                Ok(()) => return Ok(()),
-                Err((back, true)) => item = back,
-                Err((back, false)) => return Err(back),
-            }
-        }
-        Err(item)
-    }
-
-    /// One attempt; on refusal, the item and whether the lane was only full (gate open).
-    fn try_push(&self, item: T) -> Result<(), (T, bool)> {
-        let Some(items) = &self.items else {
-            return Err((item, false));
-        };
-        if self.gate.load(Ordering::Relaxed) & GATE_CLOSED != 0 {
-            return Err((item, false));
-        }
-        // Entering: a closer that set the flag before this sees the count and waits for the
-        // push; one that sets it after finds the count and waits too.
-        if self.gate.fetch_add(1, Ordering::SeqCst) & GATE_CLOSED != 0 {
-            self.gate.fetch_sub(1, Ordering::Release);
-            return Err((item, false));
-        }
-        // Under loom, a point where the model may switch threads: loom only sees its own
-        // atomics, and this window (inside, not yet pushed) is the one the gate is for.
-        #[cfg(loom)]
-        self.gate.load(Ordering::Relaxed);
-        let pushed = items.push(item);
-        // Leaving: the push happens before the closer's acquire load that sees the count drop.
-        self.gate.fetch_sub(1, Ordering::Release);
-        pushed.map_err(|back| (back, true))
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.items.as_ref().is_none_or(ArrayQueue::is_empty)
-    }
-
-    /// Call with the queue's lock held (which also keeps `State::lane_open`, the gate's state
-    /// as the lock holders set it, so they need not read the word producers write).
-    fn open(&self) {
-        self.gate.fetch_and(!GATE_CLOSED, Ordering::Release);
-    }
-
-    /// Closes the gate and waits until no producer is inside. Call with the queue's lock held;
-    /// the producers inside never wait for it, so this ends as soon as they are scheduled.
-    fn close(&self) {
-        if self.gate.fetch_or(GATE_CLOSED, Ordering::SeqCst) & !GATE_CLOSED == 0 {
-            return;
-        }
-        let mut step = 0;
-        while self.gate.load(Ordering::Acquire) & !GATE_CLOSED != 0 {
-            pause(step);
-            step = (step + 1).min(SPIN_STEPS);
-        }
-    }
-
-    /// A consumer about to sleep on `not_empty`, under the queue's lock: counts itself, then
-    /// looks at the lane once more. Returns whether it is still empty (so the consumer may
-    /// sleep). With [`Lane::wake_wanted`]: either this look sees a producer's item, or that
-    /// producer sees the count and wakes the consumer (through the lock, so not before it
-    /// sleeps). The two fences forbid both threads missing each other's write.
-    pub(crate) fn register_waiter(&self) -> bool {
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        lane_fence(Ordering::SeqCst);
-        self.is_empty()
-    }
-
-    pub(crate) fn unregister_waiter(&self) {
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// After a push: whether a consumer may be asleep, or about to sleep, and needs a wake-up.
-    pub(crate) fn wake_wanted(&self) -> bool {
-        lane_fence(Ordering::SeqCst);
-        self.waiters.load(Ordering::Relaxed) > 0
-    }
-
-    /// Takes the oldest item.
-    fn pop(&self) -> Option<T> {
-        self.items.as_ref()?.pop()
     }
 }
 
@@ -729,81 +571,4 @@ fn move_aside(dir: &std::path::Path, sequence: u64, bytes: &[u8]) -> Option<Path
     std::fs::File::open(&path).and_then(|f| f.sync_all()).ok()?;
     crate::sys::sync_dir(&aside).ok()?;
     Some(path)
-}
-
-/// The lane's two protocols under loom, which runs the interleavings of the threads (and every
-/// value a load may see under the memory model) for the lane's own atomics. The `ArrayQueue`
-/// inside is taken as the linearizable queue it is documented to be.
-#[cfg(all(test, loom))]
-mod lane_loom {
-    #![allow(clippy::unwrap_used)]
-
-    use super::Lane;
-    use loom::sync::{Arc, Condvar, Mutex};
-    use loom::thread;
-
-    /// After `close` returns, no push gets in: a push that reported success put its item in
-    /// the lane before, for the closer to take.
-    #[test]
-    fn no_push_gets_in_once_the_gate_is_closed() {
-        // Three preemptions cover every order of the two producers' steps around the
-        // closer's; without a bound the model takes minutes for nothing more.
-        let mut model = loom::model::Builder::new();
-        model.preemption_bound = Some(3);
-        model.check(|| {
-            let lane = Arc::new(Lane::with_capacity(Some(4)));
-            lane.open();
-            let producers: Vec<_> = (0..2u32)
-                .map(|p| {
-                    let lane = Arc::clone(&lane);
-                    thread::spawn(move || lane.try_push(p).is_ok())
-                })
-                .collect();
-            lane.close();
-            let mut taken = Vec::new();
-            while let Some(item) = lane.pop() {
-                taken.push(item);
-            }
-            for (p, producer) in (0..2u32).zip(producers) {
-                let accepted = producer.join().unwrap();
-                assert_eq!(accepted, taken.contains(&p), "producer {p}");
-            }
-            assert!(lane.try_push(9).is_err());
-        });
-    }
-
-    /// A consumer that finds the lane empty and goes to sleep, as `wait_for_head` does, is
-    /// always woken by a producer's push, as `after_lane_push` does it: loom fails the model
-    /// if any interleaving leaves it asleep.
-    #[test]
-    fn a_push_always_wakes_a_consumer_going_to_sleep() {
-        loom::model(|| {
-            let lane = Arc::new(Lane::with_capacity(Some(2)));
-            lane.open();
-            let sleep = Arc::new((Mutex::new(()), Condvar::new()));
-            let producer = {
-                let (lane, sleep) = (Arc::clone(&lane), Arc::clone(&sleep));
-                thread::spawn(move || {
-                    assert!(lane.try_push(7u32).is_ok());
-                    if lane.wake_wanted() {
-                        drop(sleep.0.lock().unwrap());
-                        sleep.1.notify_one();
-                    }
-                })
-            };
-            let mut guard = sleep.0.lock().unwrap();
-            let item = loop {
-                if let Some(item) = lane.pop() {
-                    break item;
-                }
-                if lane.register_waiter() {
-                    guard = sleep.1.wait(guard).unwrap();
-                }
-                lane.unregister_waiter();
-            };
-            drop(guard);
-            assert_eq!(item, 7);
-            producer.join().unwrap();
-        });
-    }
 }

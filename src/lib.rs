@@ -73,6 +73,7 @@ mod error;
 #[cfg(test)]
 mod faults;
 pub mod inspect;
+mod lane;
 mod log;
 mod queue;
 mod spill;

@@ -2,10 +2,11 @@
 //! and `spill.rs` (writing); this file only composes them.
 
 use crate::builder::{Builder, Config};
-use crate::cache::{Lane, SPIN_STEPS, Shared, Slot, State, Written, decode_record, pause};
+use crate::cache::{Shared, Slot, State, Written, decode_record};
 use crate::codec::Codec;
 use crate::delivery::Delivery;
 use crate::error::{Error, PutTimeoutError, TryPutError};
+use crate::lane::{Lane, SPIN_STEPS, pause};
 use crate::log::{CheckpointState, Log, LogReader};
 use crate::spill::{Batch, Command, Failure, ReadCursor, Signals, Spill};
 use serde::Serialize;
@@ -440,6 +441,14 @@ impl<T: Send + 'static> Queue<T> {
                 Err(items) => items,
             }
         };
+        self.put_locked(items, wait)
+    }
+
+    /// The rest of `put_inner`, under the lock: a function of its own, so that the lane's
+    /// path stays small.
+    #[inline(never)]
+    fn put_locked<I: Items<T>>(&self, items: I, wait: Wait) -> Result<(), Refused<I>> {
+        let shared = &*self.shared;
         let every_put = shared.every_put();
         let count = items.count_items();
         let mut encoded: Option<Result<Batch, Error>> = None;
