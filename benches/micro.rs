@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the hot paths: record framing, the memory ring hand-off, and appending
-//! through the spill thread. `cargo bench --bench micro`.
+//! Micro-benchmarks of the hot paths: record framing, the memory ring and lane hand-offs, and
+//! appending through the spill thread. `cargo bench --bench micro`.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,20 @@ fn queue(c: &mut Criterion) {
             }
             for _ in 0..ITEMS {
                 black_box(memory.get().unwrap());
+            }
+        })
+    });
+    // One item at a time: every put goes through the lock-free lane, every get takes it
+    // from there (the ring stays empty).
+    let lane = Queue::<u64>::builder(dir.path().join("lane"))
+        .cache_size(4096)
+        .open()
+        .unwrap();
+    group.bench_function("lane hand-off (put, get, put, get, ...)", |b| {
+        b.iter(|| {
+            for id in 0..ITEMS {
+                lane.put(id).unwrap();
+                black_box(lane.get().unwrap());
             }
         })
     });
