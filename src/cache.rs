@@ -113,6 +113,9 @@ pub(crate) struct State<T> {
     pub(crate) consumers_waiting: usize,
     /// Whether the lane's gate is open; changed only with the lock held (see `Lane::open`).
     pub(crate) lane_open: bool,
+    /// Whether consumers may take from the lane without the lock (`Lane::open_pops`): only
+    /// while the ring is empty. Changed only with the lock held.
+    pub(crate) pops_open: bool,
     /// Removals not yet counted in `Signals::removals` (published a checkpoint's worth at a time).
     pub(crate) removals: u64,
     /// The published read cursor when removals last woke the spill thread.
@@ -283,6 +286,11 @@ impl<T: Send + 'static> Shared<T> {
 
     /// Moves up to a lane's worth of items into the ring.
     fn take_lane(&self, state: &mut State<T>) {
+        if self.lane.is_empty() {
+            // What a producer pushes from now on stays in the lane, younger than the ring.
+            return;
+        }
+        self.ring_grows(state);
         let mut moved = 0;
         while moved < self.lane.capacity() {
             let Some(item) = self.lane.pop() else {
@@ -307,7 +315,18 @@ impl<T: Send + 'static> Shared<T> {
         self.take_lane(state);
     }
 
-    /// Opens the lane's gate if the state allows it, else closes it.
+    /// Call with the lock held before anything is added to the ring: shuts out consumers that
+    /// take from the lane without the lock, which must never take an item younger than one in
+    /// the ring. `settle` lets them in again once the ring is empty.
+    pub(crate) fn ring_grows(&self, state: &mut State<T>) {
+        if state.pops_open {
+            self.lane.close_pops();
+            state.pops_open = false;
+        }
+    }
+
+    /// Opens the lane's gate if the state allows it, else closes it; opens its pop gate while
+    /// the ring is empty too (see `ring_grows`).
     fn settle_lane(&self, state: &mut State<T>) {
         if self.lane_may_open(state) {
             if !state.lane_open && self.lane.capacity() > 0 {
@@ -316,6 +335,13 @@ impl<T: Send + 'static> Shared<T> {
             }
         } else if state.lane_open {
             self.close_lane(state);
+        }
+        let pops = state.lane_open && state.ring.is_empty();
+        if pops && !state.pops_open {
+            self.lane.open_pops();
+            state.pops_open = true;
+        } else if !pops {
+            self.ring_grows(state);
         }
     }
 
@@ -446,6 +472,7 @@ impl<T: Send + 'static> Shared<T> {
         let Some(mut reader) = state.reader.take() else {
             return Err(Error::Closed);
         };
+        self.ring_grows(state);
         reader.seek(state.loaded);
         let dir = &self.log.dir;
         let result = reader.read_batch(want, |sequence, bytes| {

@@ -9,6 +9,12 @@
 //! that reaches a claimed slot waits for that write, so a closer that then takes everything
 //! out of the lane takes every push that got in.
 //!
+//! Pops have a gate of their own, the same bit of the pop position, for consumers that take
+//! from the lane without the queue's lock: such a pop claims its slot with a compare-and-swap
+//! that fails once the bit is set. Holders of the lock pop whatever the bit, and set it before
+//! they move lane items into the ring or add to the ring in any other way, so an item taken
+//! without the lock is never younger than one in the ring.
+//!
 //! Positions count slots from the start: `lap + index`, with `index` below the capacity and
 //! `lap` a multiple of `2 * mark`, where `mark` (the gate's bit) is the power of two above the
 //! capacity. A slot's stamp says what it waits for: a push at position `p` while it is `p`, a
@@ -94,7 +100,7 @@ struct Slot<T> {
 
 /// The bounded queue with its gate (see the module docs).
 struct Ring<T> {
-    /// Position of the next pop.
+    /// Position of the next pop, plus `mark` while pops without the lock are shut out.
     head: Padded<LaneAtomic>,
     /// Position of the next push, plus `mark` while the gate is closed.
     tail: Padded<LaneAtomic>,
@@ -113,12 +119,12 @@ unsafe impl<T: Send> Send for Ring<T> {}
 unsafe impl<T: Send> Sync for Ring<T> {}
 
 impl<T> Ring<T> {
-    /// A ring of `capacity` slots (at least 1), its gate closed.
+    /// A ring of `capacity` slots (at least 1), both its gates closed.
     fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let mark = (capacity + 1).next_power_of_two();
         Self {
-            head: Padded(LaneAtomic::new(0)),
+            head: Padded(LaneAtomic::new(mark)),
             tail: Padded(LaneAtomic::new(mark)),
             slots: (0..capacity)
                 .map(|index| Slot {
@@ -187,7 +193,7 @@ impl<T> Ring<T> {
             if stamp.wrapping_add(self.lap()) == tail.wrapping_add(1) {
                 // The slot holds the value of the lap before: full, unless a pop is under way.
                 lane_fence(Ordering::SeqCst);
-                let head = self.head.load(Ordering::Relaxed);
+                let head = self.head.load(Ordering::Relaxed) & !self.mark;
                 if head.wrapping_add(self.lap()) == tail {
                     return Err((value, true));
                 }
@@ -200,16 +206,24 @@ impl<T> Ring<T> {
     }
 
     /// Takes the oldest value. A slot claimed by a push is waited for until it is written.
-    fn pop(&self) -> Option<T> {
-        let mut head = self.head.load(Ordering::Relaxed);
+    /// With `gated`, returns `None` while the pop gate is closed (a pop without the lock).
+    fn pop(&self, gated: bool) -> Option<T> {
+        let mut current = self.head.load(Ordering::Relaxed);
         let mut step = 0;
         loop {
+            let shut = current & self.mark;
+            if gated && shut != 0 {
+                return None;
+            }
+            let head = current & !self.mark;
             let slot = self.slot(head);
             let stamp = slot.stamp.load(Ordering::Acquire);
             if stamp == head.wrapping_add(1) {
+                // The gate's bit goes along unchanged: a closer that set it meanwhile makes
+                // this fail, and a pop without the lock then sees it.
                 match self.head.compare_exchange_weak(
-                    head,
-                    self.next(head),
+                    current,
+                    self.next(head) | shut,
                     Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
@@ -225,7 +239,7 @@ impl<T> Ring<T> {
                             .store(head.wrapping_add(self.lap()), Ordering::Release);
                         return Some(value);
                     }
-                    Err(current) => head = current,
+                    Err(now) => current = now,
                 }
                 continue;
             }
@@ -240,12 +254,12 @@ impl<T> Ring<T> {
             }
             pause(step);
             step = (step + 1).min(SPIN_STEPS);
-            head = self.head.load(Ordering::Relaxed);
+            current = self.head.load(Ordering::Relaxed);
         }
     }
 
     fn is_empty(&self) -> bool {
-        let head = self.head.load(Ordering::SeqCst);
+        let head = self.head.load(Ordering::SeqCst) & !self.mark;
         // An item written at the head says so without a look at the tail, which producers
         // write on every push (the head's slot is the line a pop reads next anyway).
         if self.slot(head).stamp.load(Ordering::Acquire) == head.wrapping_add(1) {
@@ -262,11 +276,19 @@ impl<T> Ring<T> {
     fn close(&self) {
         self.tail.fetch_or(self.mark, Ordering::SeqCst);
     }
+
+    fn open_pops(&self) {
+        self.head.fetch_and(!self.mark, Ordering::Release);
+    }
+
+    fn close_pops(&self) {
+        self.head.fetch_or(self.mark, Ordering::SeqCst);
+    }
 }
 
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
-        while self.pop().is_some() {}
+        while self.pop(false).is_some() {}
     }
 }
 
@@ -355,7 +377,7 @@ impl<T> Lane<T> {
             return true;
         };
         let tail = ring.tail.fetch_or(0, Ordering::AcqRel);
-        tail & !ring.mark == ring.head.load(Ordering::Acquire)
+        tail & !ring.mark == ring.head.load(Ordering::Acquire) & !ring.mark
     }
 
     pub(crate) fn unregister_waiter(&self) {
@@ -368,9 +390,32 @@ impl<T> Lane<T> {
         self.waiters.load(Ordering::Relaxed) > 0
     }
 
-    /// Takes the oldest item.
+    /// Takes the oldest item. Call with the queue's lock held.
     pub(crate) fn pop(&self) -> Option<T> {
-        self.ring.as_ref()?.pop()
+        self.ring.as_ref()?.pop(false)
+    }
+
+    /// Takes the oldest item without the queue's lock, if the pop gate is open (see the module
+    /// docs); `None` if it is shut or the lane is empty.
+    pub(crate) fn pop_without_lock(&self) -> Option<T> {
+        self.ring.as_ref()?.pop(true)
+    }
+
+    /// Lets consumers take from the lane without the lock. Call with the lock held, and only
+    /// while the ring is empty (see `Shared::settle`).
+    pub(crate) fn open_pops(&self) {
+        if let Some(ring) = &self.ring {
+            ring.open_pops();
+        }
+    }
+
+    /// Shuts out pops without the lock; a pop that claimed its slot before still returns its
+    /// item, which is older than every item the lane holds after it. Call with the lock held,
+    /// before the ring grows.
+    pub(crate) fn close_pops(&self) {
+        if let Some(ring) = &self.ring {
+            ring.close_pops();
+        }
     }
 }
 
@@ -382,8 +427,9 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::Arc;
 
-    /// Single-threaded, against a `VecDeque`: pushes, pops, closes and opens over many laps of
-    /// a ring of every small capacity (a capacity of 3 has a lap that is not all used).
+    /// Single-threaded, against a `VecDeque`: pushes, pops with and without the lock, and both
+    /// gates closing and opening, over many laps of a ring of every small capacity (a capacity
+    /// of 3 has a lap that is not all used).
     #[test]
     fn the_lane_agrees_with_a_vecdeque_over_many_laps() {
         for capacity in 1..=5 {
@@ -391,6 +437,7 @@ mod tests {
             lane.open();
             let mut model = VecDeque::new();
             let mut open = true;
+            let mut pops_open = false;
             let mut next = 0u64;
             // A fixed pseudo-random walk: a linear congruential generator.
             let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -412,15 +459,30 @@ mod tests {
                         }
                         next += 1;
                     }
-                    4..=5 => assert_eq!(lane.pop(), model.pop_front()),
-                    6 => {
-                        lane.close();
-                        open = false;
+                    4 => assert_eq!(lane.pop(), model.pop_front()),
+                    5 => {
+                        let expected = if pops_open { model.pop_front() } else { None };
+                        assert_eq!(lane.pop_without_lock(), expected);
                     }
-                    _ => {
-                        lane.open();
-                        open = true;
-                    }
+                    6 => match seed >> 59 & 3 {
+                        0 => {
+                            lane.close();
+                            open = false;
+                        }
+                        1 => {
+                            lane.open();
+                            open = true;
+                        }
+                        2 => {
+                            lane.close_pops();
+                            pops_open = false;
+                        }
+                        _ => {
+                            lane.open_pops();
+                            pops_open = true;
+                        }
+                    },
+                    _ => assert_eq!(lane.pop(), model.pop_front()),
                 }
                 assert_eq!(lane.is_empty(), model.is_empty());
                 assert_eq!(lane.register_waiter(), model.is_empty());
@@ -530,6 +592,41 @@ mod lane_loom {
                 assert_eq!(accepted, taken.contains(&p), "producer {p}");
             }
             assert!(lane.try_push(9).is_err());
+        });
+    }
+
+    /// A consumer pops without the lock while the lock holder shuts the pop gate and takes
+    /// what is in the lane: every item comes out once, and an item the consumer got is older
+    /// than all the lock holder took (it never takes one younger than the ring's).
+    #[test]
+    fn no_pop_without_the_lock_gets_in_once_its_gate_is_closed() {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let lane = Arc::new(Lane::with_capacity(Some(4)));
+            lane.open();
+            lane.open_pops();
+            for item in 0..3u32 {
+                assert!(lane.try_push(item).is_ok());
+            }
+            let consumer = {
+                let lane = Arc::clone(&lane);
+                thread::spawn(move || lane.pop_without_lock())
+            };
+            lane.close_pops();
+            let mut taken = Vec::new();
+            while let Some(item) = lane.pop() {
+                taken.push(item);
+            }
+            let got = consumer.join().unwrap();
+            assert_eq!(lane.pop_without_lock(), None);
+            match got {
+                Some(item) => {
+                    assert_eq!(item, 0);
+                    assert_eq!(taken, [1, 2]);
+                }
+                None => assert_eq!(taken, [0, 1, 2]),
+            }
         });
     }
 

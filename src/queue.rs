@@ -102,6 +102,15 @@ impl Wait {
             Self::Until(deadline) => Some(deadline),
         }
     }
+
+    /// Whether time is left to wait.
+    fn has_time_left(self) -> bool {
+        match self {
+            Self::No => false,
+            Self::Until(None) => true,
+            Self::Until(Some(deadline)) => Instant::now() < deadline,
+        }
+    }
 }
 
 /// The queue's state, locked.
@@ -271,6 +280,7 @@ impl<T: Send + 'static> Queue<T> {
                 closed: false,
                 consumers_waiting: 0,
                 lane_open: false,
+                pops_open: false,
                 removals: 0,
                 cursor_at_wake: None,
                 producers_waiting: 0,
@@ -479,6 +489,7 @@ impl<T: Send + 'static> Queue<T> {
             // Under EveryPut every item goes through disk, so the caller keeps it until it is
             // durable and gets it back if it cannot be made so.
             if !every_put && shared.routes_to_memory(&state, count) {
+                shared.ring_grows(&mut state);
                 items.into_ring(&mut state.ring);
                 state.unwritten += count;
                 self.after_put(&mut state, count);
@@ -575,9 +586,15 @@ impl<T: Send + 'static> Queue<T> {
 
     /// Removes the head slot, waiting as `wait` allows. `Ok(None)`: nothing in time.
     fn take<'a>(&'a self, wait: Wait) -> Result<(Guard<'a, T>, Option<Slot<T>>), Error> {
-        let mut state = self.wait_for_head(wait)?;
-        let slot = self.shared.pop_head(&mut state);
-        Ok((state, slot))
+        loop {
+            let mut state = self.wait_for_head(wait)?;
+            let slot = self.shared.pop_head(&mut state);
+            if slot.is_some() || !wait.has_time_left() {
+                return Ok((state, slot));
+            }
+            // A consumer without the lock took the lane's last item after `wait_for_head`
+            // saw it: wait again.
+        }
     }
 
     /// Waits until the queue has a head (in the ring, refilled from disk if need be, or in the
@@ -682,6 +699,12 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     fn get_inner(&self, wait: Wait) -> Result<Option<T>, Error> {
+        // While the ring is empty and the lane is in use, the head is the lane's: taken
+        // without the lock, and with nothing to record (an item only in memory leaves the
+        // read cursor where it was).
+        if let Some(item) = self.shared.lane.pop_without_lock() {
+            return Ok(Some(item));
+        }
         let (mut state, slot) = self.take(wait)?;
         slot.map(|slot| self.finish_take(&mut state, slot))
             .transpose()
@@ -760,27 +783,38 @@ impl<T: Send + 'static> Queue<T> {
             return Ok(items);
         }
         let shared = &*self.shared;
-        let mut state = self.wait_for_head(Wait::for_timeout(timeout))?;
-        while items.len() < max {
-            if state.ring.is_empty() && state.disk_only() > 0 {
-                shared.refill(&mut state)?;
+        let wait = Wait::for_timeout(timeout);
+        let mut state = self.wait_for_head(wait)?;
+        loop {
+            while items.len() < max {
+                if state.ring.is_empty() && state.disk_only() > 0 {
+                    shared.refill(&mut state)?;
+                }
+                if !items.is_empty() && matches!(state.ring.front(), Some(Slot::Undecodable { .. }))
+                {
+                    // Reported by the next call, on its own.
+                    break;
+                }
+                if state.take_items(max - items.len(), &mut items) > 0 {
+                    continue;
+                }
+                match shared.pop_head(&mut state) {
+                    Some(Slot::Item { item, .. }) => items.push(item),
+                    Some(undecodable) => {
+                        return self
+                            .finish_take(&mut state, undecodable)
+                            .map(|item| vec![item]);
+                    }
+                    None => break,
+                }
             }
-            if !items.is_empty() && matches!(state.ring.front(), Some(Slot::Undecodable { .. })) {
-                // Reported by the next call, on its own.
+            if !items.is_empty() || !wait.has_time_left() {
                 break;
             }
-            if state.take_items(max - items.len(), &mut items) > 0 {
-                continue;
-            }
-            match shared.pop_head(&mut state) {
-                Some(Slot::Item { item, .. }) => items.push(item),
-                Some(undecodable) => {
-                    return self
-                        .finish_take(&mut state, undecodable)
-                        .map(|item| vec![item]);
-                }
-                None => break,
-            }
+            // A consumer without the lock took the lane's items after `wait_for_head` saw
+            // them: wait again.
+            drop(state);
+            state = self.wait_for_head(wait)?;
         }
         if !items.is_empty() {
             shared.removed(&mut state, items.len() as u64);
@@ -791,6 +825,13 @@ impl<T: Send + 'static> Queue<T> {
     fn peek_inner(&self, wait: Wait) -> Result<Option<T>, Error> {
         let mut state = self.wait_for_head(wait)?;
         self.shared.absorb_lane(&mut state);
+        while state.ring.is_empty() && wait.has_time_left() {
+            // A consumer without the lock took the lane's items after `wait_for_head` saw
+            // them: wait again.
+            drop(state);
+            state = self.wait_for_head(wait)?;
+            self.shared.absorb_lane(&mut state);
+        }
         match state.ring.front() {
             None => Ok(None),
             Some(Slot::Item { item, .. }) => {
@@ -1124,6 +1165,7 @@ impl<T: Send + 'static> Queue<T> {
         let up_to = state.next_sequence;
         if close {
             state.closed = true;
+            shared.settle(&mut state);
             shared.not_empty.notify_all();
             shared.not_full.notify_all();
         }

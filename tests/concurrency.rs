@@ -221,3 +221,56 @@ fn close_keeps_every_accepted_put() {
     }
     assert_eq!(next, accepted);
 }
+
+/// One consumer taking items one at a time (from the lane without the queue's lock, while the
+/// ring is empty) while another thread keeps moving the lane into the ring (`len`, `stats`,
+/// `peek`) and the producer mixes single puts, which go through the lane, with batches,
+/// which go through the lock: the consumer sees every item once, in order. An item taken from
+/// the lane while older ones sat in the ring would come out early.
+#[test]
+fn items_taken_without_the_lock_never_pass_the_ring() {
+    const ITEMS: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::<u64>::builder(dir.path())
+        .cache_size(64)
+        .open()
+        .unwrap();
+    let producer = {
+        let queue = queue.clone();
+        thread::spawn(move || {
+            let mut rng = common::Rng(7);
+            let mut i = 0;
+            while i < ITEMS {
+                if rng.next().is_multiple_of(8) {
+                    let n = (1 + rng.next() % 8).min(ITEMS - i);
+                    queue.put_all(i..i + n).unwrap();
+                    i += n;
+                } else {
+                    queue.put(i).unwrap();
+                    i += 1;
+                }
+            }
+        })
+    };
+    let absorber = {
+        let queue = queue.clone();
+        thread::spawn(move || {
+            let mut looks = 0u64;
+            while !producer.is_finished() {
+                match looks % 3 {
+                    0 => drop(queue.len()),
+                    1 => drop(queue.stats()),
+                    _ => drop(queue.peek().unwrap()),
+                }
+                looks += 1;
+            }
+            producer.join().unwrap();
+            looks
+        })
+    };
+    for expected in 0..ITEMS {
+        assert_eq!(queue.get().unwrap(), expected);
+    }
+    assert!(absorber.join().unwrap() > 0);
+    assert!(queue.is_empty());
+}
