@@ -16,18 +16,18 @@
 //!
 //! The lane (`lane.rs`): a lock-free bounded queue in front of the ring, so that a producer in
 //! the common case (memory has room, nothing on disk) hands its item over without the lock.
-//! Lane items
-//! are the youngest, unwritten items of the ring that have not been moved into it yet: lock
-//! holders move them in first (`Shared::lock`), except consumers, which take from the lane
-//! directly once the ring is empty (`Shared::pop_head`) and so never grow the ring. The gate
-//! is open only while the ring holds at most `cache_size - 2 * capacity` items and nothing is
-//! disk-only (and the queue is open, not poisoned, and has no `max_len` and no `EveryPut`).
-//! Anything that could leave that state closes the gate first, under the lock, and takes what
-//! is in the lane, which waits for the pushes that got in before the gate shut
-//! (`Shared::close_lane`). So lane items never coexist with disk-only
-//! records, and ring plus lane never hold more than `cache_size` items: a lock holder moves at
-//! most `capacity` items in and then closes the gate if the ring has passed the mark, with at
-//! most `capacity` more in the lane.
+//! Lane items are the youngest, unwritten items of the ring that have not been moved into it
+//! yet: lock holders move them in first (`Shared::lock`), except consumers, which take from the
+//! lane directly once the ring is empty (`Shared::pop_head`, or without the lock while the
+//! lane's pop gate is open, which it is only while the ring is empty: see `Shared::ring_grows`)
+//! and so never grow the ring. The gate is open only while the ring holds at most
+//! `cache_size - 2 * capacity` items and nothing is disk-only (and the queue is open, not
+//! poisoned, and has no `max_len` and no `EveryPut`). Anything that could leave that state
+//! closes the gate first, under the lock, and takes what is in the lane, which waits for the
+//! pushes that got in before the gate shut (`Shared::close_lane`). So lane items never coexist
+//! with disk-only records, and ring plus lane never hold more than `cache_size` items: a lock
+//! holder moves at most `capacity` items in and then closes the gate if the ring has passed the
+//! mark, with at most `capacity` more in the lane.
 
 use crate::builder::{Config, Durability};
 use crate::codec::Codec;
@@ -337,11 +337,13 @@ impl<T: Send + 'static> Shared<T> {
             self.close_lane(state);
         }
         let pops = state.lane_open && state.ring.is_empty();
-        if pops && !state.pops_open {
-            self.lane.open_pops();
-            state.pops_open = true;
-        } else if !pops {
-            self.ring_grows(state);
+        if pops != state.pops_open {
+            if pops {
+                self.lane.open_pops();
+            } else {
+                self.lane.close_pops();
+            }
+            state.pops_open = pops;
         }
     }
 
