@@ -19,7 +19,7 @@
 //! Lane items are the youngest, unwritten items of the ring that have not been moved into it
 //! yet: lock holders move them in first (`Shared::lock`), except consumers, which take from the
 //! lane directly once the ring is empty (`Shared::pop_head`, or without the lock while the
-//! lane's pop gate is open, which it is only while the ring is empty: see `Shared::ring_grows`)
+//! lane's pop gate is open, which it is only while the ring is empty: see `Shared::shut_pops`)
 //! and so never grow the ring. The gate is open only while the ring holds at most
 //! `cache_size - 2 * capacity` items and nothing is disk-only (and the queue is open, not
 //! poisoned, and has no `max_len` and no `EveryPut`). Anything that could leave that state
@@ -290,7 +290,7 @@ impl<T: Send + 'static> Shared<T> {
             // What a producer pushes from now on stays in the lane, younger than the ring.
             return;
         }
-        self.ring_grows(state);
+        self.shut_pops(state);
         let mut moved = 0;
         while moved < self.lane.capacity() {
             let Some(item) = self.lane.pop() else {
@@ -315,10 +315,11 @@ impl<T: Send + 'static> Shared<T> {
         self.take_lane(state);
     }
 
-    /// Call with the lock held before anything is added to the ring: shuts out consumers that
-    /// take from the lane without the lock, which must never take an item younger than one in
-    /// the ring. `settle` lets them in again once the ring is empty.
-    pub(crate) fn ring_grows(&self, state: &mut State<T>) {
+    /// Shuts out consumers that take from the lane without the lock. Call with the lock held
+    /// before anything is added to the ring (they must never take an item younger than one in
+    /// it), and before counting on an item seen in the lane. `settle` lets them in again once
+    /// the ring is empty.
+    pub(crate) fn shut_pops(&self, state: &mut State<T>) {
         if state.pops_open {
             self.lane.close_pops();
             state.pops_open = false;
@@ -326,7 +327,7 @@ impl<T: Send + 'static> Shared<T> {
     }
 
     /// Opens the lane's gate if the state allows it, else closes it; opens its pop gate while
-    /// the ring is empty too (see `ring_grows`).
+    /// the ring is empty too (see `shut_pops`).
     fn settle_lane(&self, state: &mut State<T>) {
         if self.lane_may_open(state) {
             if !state.lane_open && self.lane.capacity() > 0 {
@@ -474,7 +475,7 @@ impl<T: Send + 'static> Shared<T> {
         let Some(mut reader) = state.reader.take() else {
             return Err(Error::Closed);
         };
-        self.ring_grows(state);
+        self.shut_pops(state);
         reader.seek(state.loaded);
         let dir = &self.log.dir;
         let result = reader.read_batch(want, |sequence, bytes| {

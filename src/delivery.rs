@@ -130,7 +130,7 @@ impl<T: Send + 'static> Delivery<T> {
                     ),
                     None => (Written::Never, 0),
                 };
-                shared.ring_grows(&mut state);
+                shared.shut_pops(&mut state);
                 state.ring.insert(at, Slot::Item { item, written });
                 if let Some(sequence) = self.sequence {
                     state.returned.insert(sequence);

@@ -102,15 +102,6 @@ impl Wait {
             Self::Until(deadline) => Some(deadline),
         }
     }
-
-    /// Whether time is left to wait.
-    fn has_time_left(self) -> bool {
-        match self {
-            Self::No => false,
-            Self::Until(None) => true,
-            Self::Until(Some(deadline)) => Instant::now() < deadline,
-        }
-    }
 }
 
 /// The queue's state, locked.
@@ -489,7 +480,7 @@ impl<T: Send + 'static> Queue<T> {
             // Under EveryPut every item goes through disk, so the caller keeps it until it is
             // durable and gets it back if it cannot be made so.
             if !every_put && shared.routes_to_memory(&state, count) {
-                shared.ring_grows(&mut state);
+                shared.shut_pops(&mut state);
                 items.into_ring(&mut state.ring);
                 state.unwritten += count;
                 self.after_put(&mut state, count);
@@ -586,15 +577,9 @@ impl<T: Send + 'static> Queue<T> {
 
     /// Removes the head slot, waiting as `wait` allows. `Ok(None)`: nothing in time.
     fn take<'a>(&'a self, wait: Wait) -> Result<(Guard<'a, T>, Option<Slot<T>>), Error> {
-        loop {
-            let mut state = self.wait_for_head(wait)?;
-            let slot = self.shared.pop_head(&mut state);
-            if slot.is_some() || !wait.has_time_left() {
-                return Ok((state, slot));
-            }
-            // A consumer without the lock took the lane's last item after `wait_for_head`
-            // saw it: wait again.
-        }
+        let mut state = self.wait_for_head(wait)?;
+        let slot = self.shared.pop_head(&mut state);
+        Ok((state, slot))
     }
 
     /// Waits until the queue has a head (in the ring, refilled from disk if need be, or in the
@@ -635,8 +620,16 @@ impl<T: Send + 'static> Queue<T> {
                     continue;
                 }
             }
-            if !state.ring.is_empty() || !shared.lane.is_empty() {
+            if !state.ring.is_empty() {
                 return Ok(state);
+            }
+            if !shared.lane.is_empty() {
+                // Shut out consumers without the lock first, then look again: what this sees
+                // in the lane stays there for this lock holder (until `settle` reopens).
+                shared.shut_pops(&mut state);
+                if !shared.lane.is_empty() {
+                    return Ok(state);
+                }
             }
             let Some(deadline) = wait.deadline() else {
                 return Ok(state);
@@ -783,38 +776,27 @@ impl<T: Send + 'static> Queue<T> {
             return Ok(items);
         }
         let shared = &*self.shared;
-        let wait = Wait::for_timeout(timeout);
-        let mut state = self.wait_for_head(wait)?;
-        loop {
-            while items.len() < max {
-                if state.ring.is_empty() && state.disk_only() > 0 {
-                    shared.refill(&mut state)?;
-                }
-                if !items.is_empty() && matches!(state.ring.front(), Some(Slot::Undecodable { .. }))
-                {
-                    // Reported by the next call, on its own.
-                    break;
-                }
-                if state.take_items(max - items.len(), &mut items) > 0 {
-                    continue;
-                }
-                match shared.pop_head(&mut state) {
-                    Some(Slot::Item { item, .. }) => items.push(item),
-                    Some(undecodable) => {
-                        return self
-                            .finish_take(&mut state, undecodable)
-                            .map(|item| vec![item]);
-                    }
-                    None => break,
-                }
+        let mut state = self.wait_for_head(Wait::for_timeout(timeout))?;
+        while items.len() < max {
+            if state.ring.is_empty() && state.disk_only() > 0 {
+                shared.refill(&mut state)?;
             }
-            if !items.is_empty() || !wait.has_time_left() {
+            if !items.is_empty() && matches!(state.ring.front(), Some(Slot::Undecodable { .. })) {
+                // Reported by the next call, on its own.
                 break;
             }
-            // A consumer without the lock took the lane's items after `wait_for_head` saw
-            // them: wait again.
-            drop(state);
-            state = self.wait_for_head(wait)?;
+            if state.take_items(max - items.len(), &mut items) > 0 {
+                continue;
+            }
+            match shared.pop_head(&mut state) {
+                Some(Slot::Item { item, .. }) => items.push(item),
+                Some(undecodable) => {
+                    return self
+                        .finish_take(&mut state, undecodable)
+                        .map(|item| vec![item]);
+                }
+                None => break,
+            }
         }
         if !items.is_empty() {
             shared.removed(&mut state, items.len() as u64);
@@ -825,13 +807,6 @@ impl<T: Send + 'static> Queue<T> {
     fn peek_inner(&self, wait: Wait) -> Result<Option<T>, Error> {
         let mut state = self.wait_for_head(wait)?;
         self.shared.absorb_lane(&mut state);
-        while state.ring.is_empty() && wait.has_time_left() {
-            // A consumer without the lock took the lane's items after `wait_for_head` saw
-            // them: wait again.
-            drop(state);
-            state = self.wait_for_head(wait)?;
-            self.shared.absorb_lane(&mut state);
-        }
         match state.ring.front() {
             None => Ok(None),
             Some(Slot::Item { item, .. }) => {

@@ -274,3 +274,44 @@ fn items_taken_without_the_lock_never_pass_the_ring() {
     assert!(absorber.join().unwrap() > 0);
     assert!(queue.is_empty());
 }
+
+/// Consumers mixing `get` (which may take from the lane without the lock) with `get_batch`
+/// (which takes the lock): a call that waits forever never comes back empty-handed or
+/// with `Closed` because another consumer took the item it had seen. Each consumer first
+/// claims an item from a shared count, so every claimed `get` has an item to get.
+#[test]
+fn a_waiting_get_never_loses_its_item_to_another_consumer() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const ITEMS: u64 = 2_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::<u64>::builder(dir.path())
+        .cache_size(64)
+        .open()
+        .unwrap();
+    let claimed = std::sync::Arc::new(AtomicU64::new(0));
+    let consumers: Vec<_> = (0..3u64)
+        .map(|c| {
+            let (queue, claimed) = (queue.clone(), std::sync::Arc::clone(&claimed));
+            thread::spawn(move || {
+                let mut got = 0u64;
+                while claimed.fetch_add(1, Ordering::Relaxed) < ITEMS {
+                    if c == 2 {
+                        // Through the lock.
+                        let batch = queue.get_batch(1, Duration::from_secs(3600)).unwrap();
+                        assert_eq!(batch.len(), 1);
+                    } else {
+                        queue.get().unwrap();
+                    }
+                    got += 1;
+                }
+                got
+            })
+        })
+        .collect();
+    for i in 0..ITEMS {
+        queue.put(i).unwrap();
+    }
+    let got: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(got, ITEMS);
+    assert!(queue.is_empty());
+}
