@@ -91,6 +91,20 @@ impl Batch {
         self.reservation = Some(signals.reserve(self.bytes.len()));
     }
 
+    /// Moves the records of `other` to the end of this batch in one copy, leaving `other`
+    /// empty, its buffers kept.
+    pub(crate) fn take_from(&mut self, other: &mut Batch) {
+        self.bytes.extend_from_slice(&other.bytes);
+        self.lens.extend_from_slice(&other.lens);
+        other.clear();
+    }
+
+    /// Empties the batch of records, its buffers kept.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.lens.clear();
+    }
+
     /// Drops the last record pushed.
     pub(crate) fn pop(&mut self) {
         if let Some(len) = self.lens.pop() {

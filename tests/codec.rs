@@ -168,3 +168,68 @@ fn an_item_larger_than_a_segment_gets_one_of_its_own() {
     assert_eq!(queue.get().unwrap(), big);
     assert_eq!(queue.get().unwrap().as_slice(), &[2u8; 10]);
 }
+
+/// `put_all` encodes a batch in chunks: a refusal deep inside a batch of many chunks puts none
+/// of it, and leaves nothing behind that the next batch would carry.
+#[test]
+fn a_refused_put_all_leaves_nothing_behind_for_the_next_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = picky(dir.path(), 0);
+    let refused = (0..20_000).map(|n| Picky(if n == 15_000 { 13 } else { 100 + n }));
+    assert!(matches!(
+        queue.put_all(refused),
+        Err(Error::Codec { sequence: None, .. })
+    ));
+    assert!(queue.is_empty());
+    let accepted: Vec<u32> = (0..20_000).map(|n| 200_000 + n).collect();
+    queue.put_all(accepted.iter().map(|&n| Picky(n))).unwrap();
+    queue.close().unwrap();
+    let queue = picky(dir.path(), 0);
+    let got: Vec<u32> = queue.try_iter().map(|item| item.unwrap().0).collect();
+    assert_eq!(got, accepted);
+}
+
+/// Serializes as a number, putting two numbers into another queue on the way.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Chatty(u32);
+
+static ASIDE: std::sync::OnceLock<Queue<u32>> = std::sync::OnceLock::new();
+
+impl Serialize for Chatty {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Some(aside) = ASIDE.get() {
+            aside
+                .put_all([self.0, self.0 + 1000])
+                .map_err(serde::ser::Error::custom)?;
+        }
+        serializer.serialize_u32(self.0)
+    }
+}
+
+/// A codec that itself calls `put_all` (here, from a `Serialize` impl) while its own
+/// `put_all` is being encoded: both batches arrive whole and in order.
+#[test]
+fn put_all_from_inside_an_items_encoding_keeps_both_batches_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let aside_dir = tempfile::tempdir().unwrap();
+    let aside = Queue::builder(aside_dir.path())
+        .cache_size(0)
+        .open()
+        .unwrap();
+    assert!(ASIDE.set(aside).is_ok());
+    let queue = Queue::<Chatty>::builder(dir.path())
+        .cache_size(0)
+        .open()
+        .unwrap();
+    queue.put_all((1..=3).map(Chatty)).unwrap();
+    let aside = ASIDE.get().unwrap();
+    let wait = std::time::Duration::ZERO;
+    assert_eq!(
+        queue.get_batch(10, wait).unwrap(),
+        [Chatty(1), Chatty(2), Chatty(3)]
+    );
+    assert_eq!(
+        aside.get_batch(10, wait).unwrap(),
+        [1, 1001, 2, 1002, 3, 1003]
+    );
+}
