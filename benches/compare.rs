@@ -5,7 +5,9 @@
 //! and its peak RSS is measured (`wait4`). Every run checks order and count on the way out.
 //! Figures are medians of `SPILLQ_BENCH_RUNS` runs (default 3); ratios are medians of the
 //! ratios within each round of runs (paired), which a machine whose speed drifts moves less
-//! than a ratio of two medians. Options after `--`:
+//! than a ratio of two medians. Rounds go through the cases forwards and backwards in turn, and
+//! every run starts after a `sync` of the machine, so that no run pays for another's writeback.
+//! Options after `--`:
 //! - `--quick`: a hundredth of the items, one run (a smoke test of the harness);
 //! - `--only NAME`: only the workloads whose name contains NAME;
 //! - `--json PATH`: also write the medians as JSON lines;
@@ -772,6 +774,14 @@ fn run_child(case: &str, n: u64, dir: &Path) -> Outcome {
     }
 }
 
+/// Writes every dirty page of the machine to disk, between runs: else a run that wrote much
+/// (or deleted its files) leaves the writeback to the kernel's threads during the next run,
+/// which then pays for it in processor time and in slower fsyncs.
+fn write_back() {
+    // SAFETY: sync(2) takes no arguments, touches no memory of this process, and cannot fail.
+    unsafe { libc::sync() };
+}
+
 fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
     samples[samples.len() / 2]
@@ -815,8 +825,9 @@ impl Bench {
     }
 
     /// Runs `case` (`workload/peer[/threads]`) `runs` times in fresh directories.
-    /// Runs every case of one workload, in turn (A B C A B C ...), so that a machine whose speed
-    /// drifts during the call slows every peer alike and the ratios hold. Each case is
+    /// Runs every case of one workload, in turn, forwards and then backwards (A B C C B A ...),
+    /// so that a machine whose speed drifts during the call slows every peer alike and the
+    /// ratios hold, whichever place a case has in the list. Each case is
     /// `(child case, name in the table, items)`.
     fn measure(&mut self, workload: &str, cases: &[(String, String, u64)]) {
         if !self.wanted(workload) {
@@ -825,10 +836,18 @@ impl Bench {
         let mut seconds = vec![Vec::new(); cases.len()];
         let mut rss = vec![Vec::new(); cases.len()];
         let mut extra = vec![Vec::new(); cases.len()];
-        for _ in 0..self.runs {
-            for (i, (case, _, n)) in cases.iter().enumerate() {
+        for round in 0..self.runs {
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..cases.len()).collect()
+            } else {
+                (0..cases.len()).rev().collect()
+            };
+            for i in order {
+                let (case, _, n) = &cases[i];
                 let dir = tempfile::tempdir().unwrap();
                 let outcome = run_child(case, self.items(*n), dir.path());
+                drop(dir);
+                write_back();
                 seconds[i].push(outcome.seconds);
                 rss[i].push(outcome.max_rss_kib as f64 / 1024.0);
                 extra[i].push(outcome.extra);
@@ -890,6 +909,7 @@ impl Bench {
             assert!(ready, "the filler died");
             filler.kill().unwrap();
             reap(&filler);
+            write_back();
             seconds.push(run_child("recovery/open", n, dir.path()).seconds);
         }
         let row = Row {
