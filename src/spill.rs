@@ -210,9 +210,11 @@ pub(crate) struct Signals {
     pub(crate) failed: AtomicBool,
     durable: Mutex<Durable>,
     durable_changed: Condvar,
-    /// `durable.end`, for producers that look without the lock (see `wait_durable`).
+    /// Records before this sequence number are fsynced. Written only under `durable`'s lock
+    /// (so a producer that looked under it and sleeps is woken), read also without it (see
+    /// `wait_durable`).
     durable_end: AtomicU64,
-    /// `durable.stopped`, likewise.
+    /// The spill thread has stopped; written and read as `durable_end`.
     stopped: AtomicBool,
     /// Producers in `wait_durable`.
     durable_waiters: AtomicUsize,
@@ -289,19 +291,15 @@ impl Drop for Reservation {
 
 #[derive(Debug, Default)]
 struct Durable {
-    /// Records before this sequence number are fsynced.
-    end: u64,
     /// Producers asleep on `durable_changed`: `set_durable` wakes them, and only them.
     sleepers: usize,
     failure: Option<Failure>,
-    stopped: bool,
 }
 
 impl Signals {
     pub(crate) fn new(read: ReadCursor, durable_end: u64) -> Self {
         let signals = Self::default();
         signals.set_read(read);
-        signals.lock().end = durable_end;
         signals.durable_end.store(durable_end, Ordering::Release);
         signals
     }
@@ -493,13 +491,13 @@ impl Signals {
         }
         let mut durable = self.lock();
         loop {
-            if durable.end >= end {
+            if self.durable_end.load(Ordering::Acquire) >= end {
                 return Ok(());
             }
             if let Some(failure) = &durable.failure {
                 return Err(failure.to_error());
             }
-            if durable.stopped {
+            if self.stopped.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
             durable.sleepers += 1;
@@ -512,9 +510,8 @@ impl Signals {
     }
 
     fn set_durable(&self, end: u64) {
-        let mut durable = self.lock();
-        if end > durable.end {
-            durable.end = end;
+        let durable = self.lock();
+        if end > self.durable_end.load(Ordering::Relaxed) {
             self.durable_end.store(end, Ordering::Release);
             let sleepers = durable.sleepers;
             drop(durable);
@@ -537,8 +534,9 @@ impl Signals {
     }
 
     fn stop(&self) {
-        self.lock().stopped = true;
+        let durable = self.lock();
         self.stopped.store(true, Ordering::Release);
+        drop(durable);
         self.durable_changed.notify_all();
     }
 }
@@ -1092,7 +1090,25 @@ mod tests {
         }
     }
 
-    /// Reserves `bytes` on a thread of its own, which says so on the receiver once it has.
+    /// Runs `f` (a call that may wait) on a thread of its own, which says so on the receiver
+    /// once the call has returned; the thread's result is the call's.
+    fn in_thread<R: Send + 'static>(
+        signals: &Arc<Signals>,
+        f: impl FnOnce(&Arc<Signals>) -> R + Send + 'static,
+    ) -> (std::thread::JoinHandle<R>, crossbeam_channel::Receiver<()>) {
+        let (sent, received) = crossbeam_channel::bounded(1);
+        let waiting = std::thread::spawn({
+            let signals = Arc::clone(signals);
+            move || {
+                let result = f(&signals);
+                sent.send(()).unwrap();
+                result
+            }
+        });
+        (waiting, received)
+    }
+
+    /// Reserves `bytes` on a thread of its own (see [`in_thread`]).
     fn reserve_in_thread(
         signals: &Arc<Signals>,
         bytes: usize,
@@ -1100,16 +1116,7 @@ mod tests {
         std::thread::JoinHandle<Reservation>,
         crossbeam_channel::Receiver<()>,
     ) {
-        let (sent, received) = crossbeam_channel::bounded(1);
-        let waiting = std::thread::spawn({
-            let signals = Arc::clone(signals);
-            move || {
-                let reservation = signals.reserve(bytes);
-                sent.send(()).unwrap();
-                reservation
-            }
-        });
-        (waiting, received)
+        in_thread(signals, move |signals| signals.reserve(bytes))
     }
 
     fn batch_of(first_sequence: u64, records: usize) -> Batch {
@@ -1198,20 +1205,15 @@ mod tests {
         assert!(spin_window(signals.flush_nanos.load(Ordering::Relaxed)).is_none());
     }
 
-    /// Waits on a thread of its own for `end` to be durable, and says so on the receiver.
+    /// Waits on a thread of its own for `end` to be durable (see [`in_thread`]).
     fn wait_durable_in_thread(
         signals: &Arc<Signals>,
         end: u64,
     ) -> (
-        std::thread::JoinHandle<()>,
-        crossbeam_channel::Receiver<Result<(), Error>>,
+        std::thread::JoinHandle<Result<(), Error>>,
+        crossbeam_channel::Receiver<()>,
     ) {
-        let (sent, received) = crossbeam_channel::bounded(1);
-        let waiting = std::thread::spawn({
-            let signals = Arc::clone(signals);
-            move || sent.send(signals.wait_durable(end)).unwrap()
-        });
-        (waiting, received)
+        in_thread(signals, move |signals| signals.wait_durable(end))
     }
 
     fn until_asleep(signals: &Signals, sleepers: usize) {
@@ -1232,14 +1234,14 @@ mod tests {
         signals.set_durable(5);
         // A lost wake-up would hang here: a minute is an error, not a race.
         let woken = first_done.recv_timeout(Duration::from_secs(60));
-        assert!(woken.expect("not woken by its fsync").is_ok());
-        first.join().unwrap();
+        woken.expect("not woken by its fsync");
+        assert!(first.join().unwrap().is_ok());
         assert!(second_done.try_recv().is_err(), "woken before its fsync");
         until_asleep(&signals, 1);
         signals.set_durable(9);
         let woken = second_done.recv_timeout(Duration::from_secs(60));
-        assert!(woken.expect("not woken by its fsync").is_ok());
-        second.join().unwrap();
+        woken.expect("not woken by its fsync");
+        assert!(second.join().unwrap().is_ok());
         assert_eq!(signals.durable_waiters.load(Ordering::SeqCst), 0);
     }
 
@@ -1248,15 +1250,13 @@ mod tests {
         let signals = Arc::new(Signals::new(ReadCursor::default(), 0));
         signals.note_flush(Duration::from_micros(100));
         signals.last_group.store(2, Ordering::Relaxed);
-        let (waiting, done) = wait_durable_in_thread(&signals, 5);
+        let (waiting, _done) = wait_durable_in_thread(&signals, 5);
         signals.set_failure(Some(Failure::Poisoned("test".into())));
-        assert!(done.recv().unwrap().is_err());
-        waiting.join().unwrap();
+        assert!(waiting.join().unwrap().is_err());
         signals.set_failure(None);
-        let (waiting, done) = wait_durable_in_thread(&signals, 5);
+        let (waiting, _done) = wait_durable_in_thread(&signals, 5);
         signals.stop();
-        assert!(matches!(done.recv().unwrap(), Err(Error::Closed)));
-        waiting.join().unwrap();
+        assert!(matches!(waiting.join().unwrap(), Err(Error::Closed)));
     }
 
     #[test]
