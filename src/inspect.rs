@@ -39,12 +39,14 @@ use std::path::{Path, PathBuf};
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
-/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let queue = spillq::Queue::<u8>::open(dir.path())?;
+/// queue.put(7)?;
+/// queue.close()?;
 /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
 /// assert_eq!(inspection.segments().len(), 1);
 /// assert!(inspection.checkpoint().is_some());
 /// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
-/// assert_eq!(summary.records, 0);
+/// assert_eq!(summary.records, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,12 +68,14 @@ pub struct Checkpoint {
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
-/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let queue = spillq::Queue::<u8>::open(dir.path())?;
+/// queue.put(7)?;
+/// queue.close()?;
 /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
 /// assert_eq!(inspection.segments().len(), 1);
 /// assert!(inspection.checkpoint().is_some());
 /// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
-/// assert_eq!(summary.records, 0);
+/// assert_eq!(summary.records, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,12 +93,14 @@ pub struct Segment {
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
-/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let queue = spillq::Queue::<u8>::open(dir.path())?;
+/// queue.put(7)?;
+/// queue.close()?;
 /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
 /// assert_eq!(inspection.segments().len(), 1);
 /// assert!(inspection.checkpoint().is_some());
 /// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
-/// assert_eq!(summary.records, 0);
+/// assert_eq!(summary.records, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -129,12 +135,14 @@ pub enum Event<'a> {
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
-/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let queue = spillq::Queue::<u8>::open(dir.path())?;
+/// queue.put(7)?;
+/// queue.close()?;
 /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
 /// assert_eq!(inspection.segments().len(), 1);
 /// assert!(inspection.checkpoint().is_some());
 /// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
-/// assert_eq!(summary.records, 0);
+/// assert_eq!(summary.records, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,12 +164,14 @@ pub struct Summary {
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
-/// spillq::Queue::<u8>::open(dir.path())?.close()?;
+/// let queue = spillq::Queue::<u8>::open(dir.path())?;
+/// queue.put(7)?;
+/// queue.close()?;
 /// let inspection = spillq::inspect::Inspection::open(dir.path())?;
 /// assert_eq!(inspection.segments().len(), 1);
 /// assert!(inspection.checkpoint().is_some());
 /// let summary = inspection.scan(|_event| std::ops::ControlFlow::Continue(()))?;
-/// assert_eq!(summary.records, 0);
+/// assert_eq!(summary.records, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]

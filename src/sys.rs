@@ -33,20 +33,62 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
 }
 
 fn reserve_by_writing(file: &File, len: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    const CHUNK_BYTES: usize = 64 * 1024;
-    let zeros = [0u8; CHUNK_BYTES];
     let current = file.metadata()?.len();
-    let mut offset = current;
-    while offset < len {
-        let n = usize::try_from(len - offset).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES));
-        file.write_all_at(zeros.get(..n).unwrap_or(&zeros), offset)?;
-        offset += n as u64;
-    }
-    Ok(())
+    write_zeros(file, current, len)
 }
 
 /// Makes the directory's entries (created, renamed and deleted files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Makes `len` bytes of `file` from `offset` read as zeros, without changing the file's length
+/// (a mapped file must never shrink) and, where the file system allows, without needing new
+/// space: `FALLOC_FL_ZERO_RANGE` (ext4, xfs), else a punched hole (tmpfs, btrfs), else zeros
+/// written over the range.
+pub(crate) fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(offset_off), Ok(len_off)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range does not fit in off_t",
+        ));
+    };
+    for mode in [
+        libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+    ] {
+        loop {
+            // SAFETY: `fallocate` only reads its integer arguments; the descriptor is owned by
+            // `file`, which outlives the call.
+            let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset_off, len_off) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::EOPNOTSUPP) => break,
+                _ => return Err(error),
+            }
+        }
+    }
+    write_zeros(file, offset, offset.saturating_add(len))
+}
+
+/// Writes zeros over `[from, to)` of `file`.
+fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK_BYTES: usize = 64 * 1024;
+    let zeros = [0u8; CHUNK_BYTES];
+    let mut offset = from;
+    while offset < to {
+        let n = usize::try_from(to - offset).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES));
+        file.write_all_at(zeros.get(..n).unwrap_or(&zeros), offset)?;
+        offset += n as u64;
+    }
+    Ok(())
 }

@@ -32,6 +32,8 @@ const SLOT_HEADER_BYTES: usize = 64;
 pub(crate) const MAX_UNACKED: usize = (SLOT_BYTES - SLOT_HEADER_BYTES) / 8;
 /// Offsets of the two slots.
 const SLOT_OFFSETS: [u64; 2] = [0, 4096];
+/// The file's size: both slots.
+const FILE_BYTES: u64 = 2 * SLOT_BYTES as u64;
 
 /// What a checkpoint records.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -191,37 +193,66 @@ fn read_slots(file: &File, path: &Path, existed: bool) -> Result<(u64, Loaded), 
     Ok((generation, loaded))
 }
 
-/// The open checkpoint file.
+/// The checkpoint file: both slots' space is reserved when it is created, so a checkpoint can
+/// always be written later, even on a full disk (draining a full queue needs that).
 pub(crate) struct CheckpointFile {
     storage: SharedStorage,
+    dir: PathBuf,
     path: PathBuf,
-    file: File,
+    /// `None` until the first write creates the file: opening a queue creates nothing.
+    file: Option<File>,
     generation: u64,
 }
 
 impl CheckpointFile {
-    /// Opens (creating if needed) the checkpoint in `dir` and reads the newest valid slot.
+    /// Opens the checkpoint in `dir`, if there is one, and reads the newest valid slot.
     pub(crate) fn open(storage: SharedStorage, dir: &Path) -> Result<(Self, Loaded), Error> {
         let path = dir.join(CHECKPOINT_FILE);
-        let existed = path.exists();
-        let file = storage
-            .open(&path, true, false)
-            .map_err(|e| Error::io(&path, e))?;
-        if !existed {
-            // Without this, a power cut could keep the checkpoint's data but lose its name, and
-            // the queue would come back from a full scan with consumed records in it.
-            storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let (generation, loaded) = read_slots(&file, &path, existed)?;
+        let (file, generation, loaded) = if path.exists() {
+            let file = storage
+                .open(&path, false, false)
+                .map_err(|e| Error::io(&path, e))?;
+            // A file from an older spillq may lack the second slot's space. Best effort: on a
+            // full disk this fails, and a write to that slot may fail later the same way.
+            let _ = storage.reserve(&file, &path, FILE_BYTES);
+            let (generation, loaded) = read_slots(&file, &path, true)?;
+            (Some(file), generation, loaded)
+        } else {
+            (None, 0, Loaded::Missing)
+        };
         Ok((
             Self {
                 storage,
+                dir: dir.to_owned(),
                 path,
                 file,
                 generation,
             },
             loaded,
         ))
+    }
+
+    /// Creates the file, with both slots reserved, if it does not exist yet. The writer calls
+    /// this before it first writes a record, so that once records are on disk a checkpoint can
+    /// always be written: draining a queue whose disk is full needs one to delete segments.
+    pub(crate) fn create(&mut self) -> Result<(), Error> {
+        if self.file.is_none() {
+            let path = &self.path;
+            let file = self
+                .storage
+                .open(path, true, false)
+                .map_err(|e| Error::io(path, e))?;
+            self.storage
+                .reserve(&file, path, FILE_BYTES)
+                .map_err(|e| Error::io(path, e))?;
+            // Without this, a power cut could keep the checkpoint's data but lose its name, and
+            // the queue would come back from a full scan with consumed records in it.
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+            self.file = Some(file);
+        }
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -235,21 +266,23 @@ impl CheckpointFile {
             .get(usize::from(generation % 2 == 1))
             .copied()
             .unwrap_or(0);
-        self.storage
-            .write_at(
-                &self.file,
-                &self.path,
-                slot,
-                &encode_slot(generation, cursor),
-            )
-            .map_err(|e| Error::io(&self.path, e))?;
+        let bytes = encode_slot(generation, cursor);
+        self.create()?;
+        if let Some(file) = &self.file {
+            self.storage
+                .write_at(file, &self.path, slot, &bytes)
+                .map_err(|e| Error::io(&self.path, e))?;
+        }
         self.generation = generation;
         Ok(())
     }
 
     /// fdatasync of the checkpoint file.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.storage.sync(&self.file, &self.path, false)
+        match &self.file {
+            Some(file) => self.storage.sync(file, &self.path, false),
+            None => Ok(()),
+        }
     }
 }
 
@@ -301,7 +334,8 @@ mod tests {
         let path = dir.path().join(CHECKPOINT_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[4096 + 30] ^= 0x40;
-        assert_eq!(bytes.len(), 4096 + 64 + 8 * 3);
+        // Both slots are reserved when the file is created.
+        assert_eq!(bytes.len(), 2 * 4096);
         std::fs::write(&path, &bytes).unwrap();
         let (mut file, loaded) =
             CheckpointFile::open(crate::log::Real::shared(), dir.path()).unwrap();

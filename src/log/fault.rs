@@ -37,6 +37,7 @@ pub(crate) enum Tear {
 enum Change {
     Write { offset: u64, bytes: Vec<u8> },
     Len(u64),
+    Zero { offset: u64, len: u64 },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -56,6 +57,11 @@ fn apply(content: &mut Vec<u8>, change: &Change) {
             content[start..end].copy_from_slice(bytes);
         }
         Change::Len(len) => content.resize(*len as usize, 0),
+        Change::Zero { offset, len } => {
+            let start = (*offset as usize).min(content.len());
+            let end = (offset + len).min(content.len() as u64) as usize;
+            content[start..end].fill(0);
+        }
     }
 }
 
@@ -255,11 +261,11 @@ impl Storage for Faulty {
         Ok(())
     }
 
-    fn truncate(&self, file: &File, path: &Path, len: u64) -> io::Result<()> {
+    fn zero_range(&self, file: &File, path: &Path, offset: u64, len: u64) -> io::Result<()> {
         let mut model = self.model.lock().unwrap();
         self.call(&mut model)?;
-        Real.truncate(file, path, len)?;
-        model.record(path, Change::Len(len));
+        Real.zero_range(file, path, offset, len)?;
+        model.record(path, Change::Zero { offset, len });
         Ok(())
     }
 

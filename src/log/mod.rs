@@ -170,7 +170,13 @@ pub(crate) struct Log {
     shared: Arc<LogShared>,
     _lock: DirectoryLock,
     segment_size: u64,
-    writer: WriteSegment,
+    /// The segment being written; opened when the first record is appended, so that opening a
+    /// queue needs no new space (see `recovery`).
+    writer: Option<WriteSegment>,
+    /// The last segment found on open, with the tail to cut before writing into it.
+    tail: Option<recovery::Tail>,
+    /// Where the writer goes on, until it is opened: the segment and offset.
+    head: (u64, usize),
     /// Sequence number of the next record.
     next_sequence: u64,
     /// Records before this one are written into the file (the rest are gathered in the writer).
@@ -209,14 +215,11 @@ impl Log {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = DirectoryLock::acquire(dir)?;
         let recovered = recovery::recover(&storage, dir, segment_size)?;
-        let last = recovered.segments.last().copied().unwrap_or(0);
-        let writer = WriteSegment::open(
-            Arc::clone(&storage),
-            &dir.join(segment::segment_file_name(last)),
-            last,
-            recovered.end_offset,
-            segment_size,
-        )?;
+        let last = recovered
+            .segments
+            .last()
+            .copied()
+            .unwrap_or(recovered.next_sequence);
         let segments: VecDeque<u64> = recovered.segments.into_iter().collect();
         let shared = Arc::new(LogShared {
             dir: dir.to_owned(),
@@ -234,7 +237,9 @@ impl Log {
             shared,
             _lock: lock,
             segment_size,
-            writer,
+            writer: None,
+            tail: recovered.tail,
+            head: (last, recovered.end_offset),
             next_sequence: recovered.next_sequence,
             written_sequence: recovered.next_sequence,
             unpublished: Vec::new(),
@@ -296,24 +301,83 @@ impl Log {
                 max_bytes: record::MAX_PAYLOAD_BYTES,
             });
         };
-        if !self.writer.fits(payload.len()) {
+        if !self.open_writer()?.fits(payload.len()) {
             self.roll(size)?;
         }
-        if self.writer.is_full() {
+        if self.open_writer()?.is_full() {
             // Before the record, so that an error means it was not appended.
             self.write_whole_pages()?;
         }
         let sequence = self.next_sequence;
-        self.writer.append(sequence, payload);
+        self.open_writer()?.append(sequence, payload);
         self.next_sequence += 1;
         self.dirty = true;
         Ok(sequence)
     }
 
+    /// The segment being written, opened first if need be: the last segment found on open,
+    /// its tail cut, or a first segment if there is none. This is where a queue reopened on a
+    /// full disk first needs space; until then it reads, removes and deletes without any.
+    fn open_writer(&mut self) -> Result<&mut WriteSegment, Error> {
+        let writer = match self.writer.take() {
+            Some(writer) => writer,
+            None => self.open_head()?,
+        };
+        Ok(self.writer.insert(writer))
+    }
+
+    fn open_head(&mut self) -> Result<WriteSegment, Error> {
+        use recovery::crash_point::{Step, hit};
+        self.checkpoint.create()?;
+        let storage = Arc::clone(&self.shared.storage);
+        if let Some(tail) = &self.tail {
+            let before = std::fs::metadata(&tail.path).map_or(tail.size_bytes, |m| m.len());
+            segment::cut(storage.as_ref(), &tail.path, tail.offset, tail.size_bytes)?;
+            hit(Step::TailReserved)?;
+            let writer = WriteSegment::open(
+                storage,
+                &tail.path,
+                self.head.0,
+                self.head.1,
+                tail.size_bytes,
+            )?;
+            let grown = (writer.len() as u64).saturating_sub(before);
+            self.shared.disk_bytes.fetch_add(grown, Ordering::Relaxed);
+            self.tail = None;
+            return Ok(writer);
+        }
+        let first = self.next_sequence;
+        let path = segment::create(storage.as_ref(), &self.shared.dir, first, self.segment_size)?;
+        hit(Step::FirstSegmentCreated)?;
+        let writer = WriteSegment::open(
+            storage,
+            &path,
+            first,
+            SEGMENT_HEADER_BYTES,
+            self.segment_size,
+        )?;
+        self.shared
+            .disk_bytes
+            .fetch_add(writer.len() as u64, Ordering::Relaxed);
+        self.segments.push_back(first);
+        self.unpublished.push(first);
+        self.head = (first, SEGMENT_HEADER_BYTES);
+        Ok(writer)
+    }
+
+    /// The segment and offset where the next record goes.
+    fn head(&self) -> (u64, usize) {
+        self.writer
+            .as_ref()
+            .map_or(self.head, |w| (w.first_sequence(), w.visible()))
+    }
+
     /// Writes the records appended so far into the file (readers and fsyncs see only those).
     /// On error they stay gathered, and the next call writes them again.
     fn write_out(&mut self) -> Result<(), Error> {
-        self.writer.write_out()?;
+        if let Some(writer) = &mut self.writer {
+            writer.write_out()?;
+        }
         self.written_sequence = self.next_sequence;
         Ok(())
     }
@@ -321,14 +385,19 @@ impl Log {
     /// [`write_out`](Self::write_out) up to the last page boundary (see
     /// [`WriteSegment::write_whole_pages`]): records cut by it stay unwritten.
     fn write_whole_pages(&mut self) -> Result<(), Error> {
-        self.writer.write_whole_pages()?;
-        self.written_sequence = self.next_sequence - self.writer.unwritten_records() as u64;
+        if let Some(writer) = &mut self.writer {
+            writer.write_whole_pages()?;
+            self.written_sequence = self.next_sequence - writer.unwritten_records() as u64;
+        }
         Ok(())
     }
 
     /// Starts a new segment big enough for a record of `record_bytes`.
     fn roll(&mut self, record_bytes: usize) -> Result<(), Error> {
         self.write_out()?;
+        let Some(current) = &self.writer else {
+            return Ok(());
+        };
         let needed = (SEGMENT_HEADER_BYTES + record_bytes) as u64;
         let size = if needed > self.segment_size {
             // A record larger than a segment gets a segment of its own.
@@ -336,20 +405,23 @@ impl Log {
         } else {
             self.segment_size
         };
-        if self.writer.end() == SEGMENT_HEADER_BYTES {
+        if current.end() == SEGMENT_HEADER_BYTES {
             // The segment holds no record yet (so this record is larger than a segment): grow
             // it rather than make a second segment with the same first sequence number.
-            let path = self.writer.path().to_owned();
-            self.writer = WriteSegment::open(
+            let path = current.path().to_owned();
+            let before = current.len() as u64;
+            let writer = WriteSegment::open(
                 Arc::clone(&self.shared.storage),
                 &path,
                 self.next_sequence,
                 SEGMENT_HEADER_BYTES,
                 size,
             )?;
-            self.shared
-                .disk_bytes
-                .fetch_add(size.saturating_sub(self.segment_size), Ordering::Relaxed);
+            self.shared.disk_bytes.fetch_add(
+                (writer.len() as u64).saturating_sub(before),
+                Ordering::Relaxed,
+            );
+            self.writer = Some(writer);
             tracing::debug!(segment = %path.display(), size, "grew an empty segment for a large record");
             return Ok(());
         }
@@ -373,8 +445,10 @@ impl Log {
                 return Err(e);
             }
         };
-        let old = std::mem::replace(&mut self.writer, writer);
-        if self.dirty {
+        let old = self.writer.replace(writer);
+        if self.dirty
+            && let Some(old) = old
+        {
             let file = old.try_clone_file()?;
             self.unsynced.push_back((old.path().to_owned(), file));
             if self.unsynced.len() > MAX_UNSYNCED_SEGMENTS
@@ -415,7 +489,9 @@ impl Log {
 
     /// Whether appended records wait in the writer's buffer.
     pub(crate) fn has_unwritten(&self) -> bool {
-        self.writer.unwritten_records() > 0
+        self.writer
+            .as_ref()
+            .is_some_and(|w| w.unwritten_records() > 0)
     }
 
     /// Shows readers what is written, writing nothing more.
@@ -423,7 +499,7 @@ impl Log {
         let mut progress = self.shared.progress();
         progress.segments.extend(self.unpublished.drain(..));
         progress.end_sequence = self.written_sequence;
-        progress.end_offset = self.writer.visible();
+        progress.end_offset = self.head().1;
     }
 
     /// Makes every appended record durable: fdatasync of the rolled segments and of the current
@@ -437,9 +513,11 @@ impl Log {
             self.unsynced.pop_front();
         }
         if self.dirty {
-            self.writer.zero_ahead();
-            let writer = &self.writer;
-            self.shared.fsync(writer.path(), || writer.sync())?;
+            if let Some(writer) = &mut self.writer {
+                writer.zero_ahead();
+                let writer = &*writer;
+                self.shared.fsync(writer.path(), || writer.sync())?;
+            }
             self.dirty = false;
         }
         Ok(())
@@ -498,8 +576,8 @@ impl Log {
         let cursor = Cursor {
             read_sequence,
             unacked,
-            head_segment: self.writer.first_sequence(),
-            head_offset: self.writer.visible() as u64,
+            head_segment: self.head().0,
+            head_offset: self.head().1 as u64,
             head_sequence: self.next_sequence,
         };
         self.checkpoint.write(&cursor)?;

@@ -1,6 +1,9 @@
-//! Opening a log: read the checkpoint, check the segment headers, delete what was consumed, find
-//! the end of written data by scanning only what was written after the checkpoint, and cut off
-//! whatever lies past that end.
+//! Opening a log: read the checkpoint, check the segment headers, delete what was consumed, and
+//! find the end of written data by scanning only what was written after the checkpoint.
+//!
+//! Recovery only ever frees space (it deletes leftovers and consumed segments): it creates,
+//! reserves and cuts nothing, so a queue whose disk is full still opens and drains. What lies
+//! past the end of valid data is cut by the writer before it first writes there ([`Tail`]).
 //!
 //! Every step is idempotent, so a crash during recovery followed by another open gives the same
 //! log. Records before the checkpoint's head are not read here: the reader checks each record as
@@ -31,7 +34,8 @@ pub(crate) const ZERO_LOOKAHEAD_BYTES: usize = 64 * 1024;
 
 /// What recovery hands the log.
 pub(crate) struct Recovered {
-    /// First sequence numbers of the segments, ascending. Never empty.
+    /// First sequence numbers of the segments, ascending. Empty when none is left: the first
+    /// segment is created when the first record is appended.
     pub(crate) segments: Vec<u64>,
     /// Sum of the segment files' lengths.
     pub(crate) disk_bytes: u64,
@@ -42,10 +46,21 @@ pub(crate) struct Recovered {
     /// Where the writer goes on: the last segment, the offset of the end of valid data in it,
     /// and the next sequence number.
     pub(crate) end_offset: usize,
+    /// The last segment's tail, to cut before the writer first writes into it.
+    pub(crate) tail: Option<Tail>,
     pub(crate) next_sequence: u64,
     pub(crate) checkpoint: CheckpointFile,
     /// What the checkpoint looked like, for stats and the inspector.
     pub(crate) checkpoint_state: CheckpointState,
+}
+
+/// Where the last segment's valid data ends, and the size it is reserved back to when the writer
+/// cuts what lies after (see [`segment::cut`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Tail {
+    pub(crate) path: PathBuf,
+    pub(crate) offset: u64,
+    pub(crate) size_bytes: u64,
 }
 
 /// How the checkpoint was found on open.
@@ -294,14 +309,13 @@ pub(crate) fn recover(
             Some(Cursor { head_sequence, .. }) => (*head_sequence).max(read_sequence),
             None => read_sequence,
         };
-        let path = segment::create(storage.as_ref(), dir, first, segment_size)?;
-        hit(Step::FirstSegmentCreated)?;
         return Ok(Recovered {
-            segments: vec![first],
-            disk_bytes: std::fs::metadata(&path).map_or(segment_size, |m| m.len()),
+            segments: Vec::new(),
+            disk_bytes: 0,
             read_sequence: first,
             unacked: Vec::new(),
             end_offset: SEGMENT_HEADER_BYTES,
+            tail: None,
             next_sequence: first,
             checkpoint,
             checkpoint_state,
@@ -372,22 +386,21 @@ pub(crate) fn recover(
         next_sequence = sequence,
         "recovered"
     );
-    // Zero everything past the end of valid data in the last segment, so stale bytes there are
-    // never read as records once the writer goes on.
     let last = segments
         .get(last_index)
         .ok_or_else(|| Error::corrupt(dir, 0, "no segment left after recovery (internal error)"))?;
-    let size = last.len.max(segment_size);
-    segment::cut(storage.as_ref(), &last.path, offset as u64, size)?;
-    hit(Step::TailReserved)?;
-
-    let disk_bytes = segments.iter().take(last_index).map(|s| s.len).sum::<u64>() + size;
+    let tail = Tail {
+        path: last.path.clone(),
+        offset: offset as u64,
+        size_bytes: last.len.max(segment_size),
+    };
     Ok(Recovered {
         segments: segments.iter().map(|s| s.first_sequence).collect(),
-        disk_bytes,
+        disk_bytes: segments.iter().map(|s| s.len).sum(),
         read_sequence: read_sequence.min(sequence),
         unacked,
         end_offset: offset,
+        tail: Some(tail),
         next_sequence: sequence,
         checkpoint,
         checkpoint_state,

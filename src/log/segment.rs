@@ -1,13 +1,13 @@
 //! One segment file: create and reserve it, write records into it, flush, map it for reading and
-//! release the pages read, and cut a damaged tail. The only place that changes a file's length.
+//! release the pages read, and cut a damaged tail.
 //!
 //! # Soundness of the maps
 //!
 //! A memory map turns file changes made by anyone into changes of memory Rust believes it owns,
 //! and a read past the end of a shrunk file into SIGBUS. spillq keeps both out:
 //! - The directory lock (`log/mod.rs`) keeps every other spillq process out of the directory,
-//!   and the file is never shrunk while mapped: [`cut`] runs during recovery, before any map of
-//!   the file exists, and nothing else changes a segment's length.
+//!   and no file is ever shrunk: files only grow (`fallocate`), and [`cut`] zeroes a range
+//!   without changing the length.
 //! - A file is reserved with `fallocate` before it is written, so the writer never needs a block
 //!   the disk does not have.
 //! - No `&[u8]` is held over bytes another thread writes: the writer only writes at and beyond
@@ -103,9 +103,11 @@ pub(crate) fn read_header(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Cuts a segment at `offset` (everything from there on becomes zeros) and reserves it back to
-/// `size_bytes`, then fsyncs it. Used by recovery on the last segment, before anything maps it,
-/// so stale bytes past the end of valid data can never be read as records later.
+/// Cuts a segment at `offset`: everything from there on reads as zeros, the file keeps its
+/// length and is reserved to at least `size_bytes`, then fsynced. Done by the writer before it
+/// first writes into the last segment found on open, so stale bytes past the end of valid data
+/// (a torn record, unsynced data after a zeroed page) can never be read as records once new
+/// ones follow them. Open itself changes nothing here, so a queue on a full disk still opens.
 pub(crate) fn cut(
     storage: &dyn Storage,
     path: &Path,
@@ -115,13 +117,13 @@ pub(crate) fn cut(
     let file = storage
         .open(path, false, false)
         .map_err(|e| Error::io(path, e))?;
-    // Recovery cuts the tail before any map of this file exists (see module docs).
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     storage
-        .truncate(&file, path, offset)
+        .zero_range(&file, path, offset, len.saturating_sub(offset))
         .map_err(|e| Error::io(path, e))?;
     super::recovery::crash_point::hit(super::recovery::crash_point::Step::TailCut)?;
     storage
-        .reserve(&file, path, size_bytes)
+        .reserve(&file, path, size_bytes.max(len))
         .map_err(|e| Error::io(path, e))?;
     storage
         .sync(&file, path, true)
@@ -218,6 +220,11 @@ impl WriteSegment {
 
     pub(crate) fn first_sequence(&self) -> u64 {
         self.first_sequence
+    }
+
+    /// The file's length (reserved).
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// End of the whole records in the file (not counting those still to write).

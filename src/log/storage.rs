@@ -23,8 +23,9 @@ pub(crate) trait Storage: Debug + Send + Sync {
     fn write_at(&self, file: &File, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()>;
     /// Reserves the file's blocks up to `len` bytes (growing it with zeros if shorter).
     fn reserve(&self, file: &File, path: &Path, len: u64) -> io::Result<()>;
-    /// Shrinks (or grows) the file to `len` bytes.
-    fn truncate(&self, file: &File, path: &Path, len: u64) -> io::Result<()>;
+    /// Makes `len` bytes from `offset` read as zeros, keeping the file's length (and, where the
+    /// file system allows, its blocks).
+    fn zero_range(&self, file: &File, path: &Path, offset: u64, len: u64) -> io::Result<()>;
     /// fdatasync (`metadata: false`) or fsync (`metadata: true`) of the file.
     fn sync(&self, file: &File, path: &Path, metadata: bool) -> io::Result<()>;
     /// Renames a file within the directory.
@@ -66,12 +67,8 @@ impl Storage for Real {
         sys::reserve(file, len)
     }
 
-    fn truncate(&self, file: &File, _path: &Path, len: u64) -> io::Result<()> {
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "called only by segment::cut, before any map of the file exists"
-        )]
-        file.set_len(len)
+    fn zero_range(&self, file: &File, _path: &Path, offset: u64, len: u64) -> io::Result<()> {
+        sys::zero_range(file, offset, len)
     }
 
     fn sync(&self, file: &File, _path: &Path, metadata: bool) -> io::Result<()> {

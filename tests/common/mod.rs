@@ -97,8 +97,21 @@ pub fn run(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether the tests run in CI (`CI` set, as `.ci/run` does): there a test that cannot get
+/// what it needs fails instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Skips a test that cannot get what it needs, saying why; in CI, fails it instead.
+pub fn skip(why: &str) {
+    assert!(!in_ci(), "cannot run in CI: {why}");
+    println!("skipped (outside CI only): {why}");
+}
+
 /// A file system mounted at a new directory for one test, unmounted on drop. `None` (with the
-/// reason printed) where mounting is not allowed, as for a user who is not root.
+/// reason printed) where mounting is not allowed, as for a user who is not root; in CI that
+/// fails the test instead (see [`skip`]).
 pub struct Mount {
     /// The mount point.
     pub dir: tempfile::TempDir,
@@ -113,7 +126,7 @@ impl Mount {
         let size = format!("size={bytes}");
         let path = dir.path().to_str().unwrap();
         if !run("mount", &["-t", "tmpfs", "-o", &size, "tmpfs", path]) {
-            println!("skipped: cannot mount a tmpfs here (needs root)");
+            skip("cannot mount a tmpfs here (needs root)");
             return None;
         }
         Some(Self { dir, image: None })
@@ -125,7 +138,7 @@ impl Mount {
         let image_path = image.path().to_str().unwrap().to_owned();
         assert!(run("truncate", &["-s", &bytes.to_string(), &image_path]));
         if !run("mkfs.ext4", &["-q", "-F", &image_path]) {
-            println!("skipped: mkfs.ext4 failed or is missing (Debian package e2fsprogs)");
+            skip("mkfs.ext4 failed or is missing (Debian package e2fsprogs)");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -134,7 +147,7 @@ impl Mount {
             image: Some(image),
         };
         if !mount.mount_image("rw") {
-            println!("skipped: cannot mount an ext4 image through a loop device here (needs root)");
+            skip("cannot mount an ext4 image through a loop device here (needs root)");
             return None;
         }
         Some(mount)
