@@ -1,63 +1,18 @@
-//! [`Builder`]: every option of a queue, with its default; and [`Durability`].
+//! [`Builder`]: every option of a queue, with its default.
 
 use crate::codec::{Codec, MsgPack};
+use crate::config::{
+    Config, DEFAULT_CACHE_SIZE, DEFAULT_CHECKPOINT_EVERY_REMOVALS, DEFAULT_SEGMENT_SIZE_BYTES,
+    Durability, MIN_SEGMENT_SIZE_BYTES,
+};
+use crate::engine::Engine;
 use crate::error::Error;
+use crate::log::{Real, SharedStorage};
 use crate::queue::Queue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// Items kept in memory by default.
-pub(crate) const DEFAULT_CACHE_SIZE: usize = 4096;
-/// Segment file size by default: 64 MiB.
-pub(crate) const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 << 20;
-/// The smallest segment accepted: a header and a few small records.
-pub(crate) const MIN_SEGMENT_SIZE_BYTES: u64 = 256;
-/// Removals between two checkpoints of the read cursor by default.
-pub(crate) const DEFAULT_CHECKPOINT_EVERY_REMOVALS: u64 = 10_000;
-
-/// When items reach stable storage. See the table in the crate docs.
-///
-/// # Examples
-///
-/// ```
-/// use spillq::{Durability, Queue};
-/// use std::time::Duration;
-///
-/// let dir = tempfile::tempdir()?;
-/// let queue = Queue::<u64>::builder(dir.path())
-///     .durability(Durability::Interval(Duration::from_millis(100)))
-///     .open()?;
-/// queue.put(7)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Durability {
-    /// Items in memory reach disk when they overflow the cache, or at `sync()` / `close()`.
-    /// The fastest, and the seeds' behaviour.
-    #[default]
-    OnSync,
-    /// As `OnSync`, and the spill thread also writes and fsyncs whatever is new at least this
-    /// often: a power cut loses at most this window.
-    Interval(Duration),
-    /// `put` returns once its item is fsynced. Concurrent producers share one fsync (group
-    /// commit); `put_all` costs one fsync per batch.
-    EveryPut,
-}
-
-/// The options of a queue, read by the queue and its spill thread.
-pub(crate) struct Config {
-    pub(crate) cache_size: usize,
-    pub(crate) segment_size_bytes: u64,
-    pub(crate) max_len: Option<usize>,
-    pub(crate) durability: Durability,
-    pub(crate) checkpoint_every_removals: u64,
-    /// The file system calls go through this (a fault-injecting layer in tests).
-    pub(crate) storage: crate::log::SharedStorage,
-}
 
 /// Opens a queue with options other than the defaults. Made by [`Queue::builder`].
 ///
@@ -80,6 +35,8 @@ pub struct Builder<T> {
     dir: PathBuf,
     config: Config,
     codec: Box<dyn Codec<T>>,
+    /// The file system calls go through this (a fault-injecting layer in tests).
+    storage: SharedStorage,
 }
 
 impl<T> fmt::Debug for Builder<T> {
@@ -104,9 +61,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
                 max_len: None,
                 durability: Durability::OnSync,
                 checkpoint_every_removals: DEFAULT_CHECKPOINT_EVERY_REMOVALS,
-                storage: crate::log::Real::shared(),
             },
             codec: Box::new(MsgPack),
+            storage: Real::shared(),
         }
     }
 
@@ -194,8 +151,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
 
     /// Routes the queue's file system calls through `storage` (tests only).
     #[cfg(test)]
-    pub(crate) fn storage(mut self, storage: crate::log::SharedStorage) -> Self {
-        self.config.storage = storage;
+    pub(crate) fn storage(mut self, storage: SharedStorage) -> Self {
+        self.storage = storage;
         self
     }
 
@@ -213,6 +170,6 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(self) -> Result<Queue<T>, Error> {
-        Queue::from_parts(&self.dir, self.config, self.codec)
+        Engine::open(&self.dir, self.config, self.codec, self.storage).map(Queue::from_engine)
     }
 }

@@ -65,26 +65,30 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
+// Layers, each importing only those below it (checked by `tests/layers.rs`):
+// facade: queue, builder, delivery, inspect; engine; spill; log; leaves: config, codec, error, sys.
 mod builder;
-mod cache;
 mod codec;
+mod config;
 mod delivery;
+mod engine;
 mod error;
 #[cfg(test)]
 mod faults;
 pub mod inspect;
-mod lane;
 mod log;
 mod queue;
 mod spill;
 mod sys;
 
-pub use builder::{Builder, Durability};
+pub use builder::Builder;
 pub use codec::{Codec, MsgPack};
+pub use config::Durability;
 pub use delivery::Delivery;
+pub use engine::Stats;
 pub use error::{CodecError, Error, PutTimeoutError, TryPutError};
 pub use log::CheckpointState;
-pub use queue::{Iter, Queue, Stats};
+pub use queue::{Iter, Queue};
 
 /// Internals for the fuzz targets and micro-benchmarks. Not part of the API: no stability
 /// promise, hidden from the docs.

@@ -79,3 +79,54 @@ fn a_queue_on_a_full_disk_reopens_drains_and_takes_puts_again() {
     }
     queue.close().unwrap();
 }
+
+/// A queue of 1000-byte items, all through disk, in 64 KiB segments.
+fn through_disk(dir: &Path) -> Queue<ByteBuf> {
+    Queue::builder(dir)
+        .cache_size(0)
+        .segment_size(64 * 1024)
+        .open()
+        .unwrap()
+}
+
+#[test]
+fn a_put_refused_for_space_leaves_nothing_behind_and_puts_work_again_once_there_is_room() {
+    let Some(disk) = Mount::tmpfs(1024 * 1024) else {
+        return;
+    };
+    let dir = disk.dir.path().join("queue");
+    let ballast = disk.dir.path().join("ballast");
+    std::fs::write(&ballast, vec![1u8; 600 * 1024]).unwrap();
+    let queue = through_disk(&dir);
+    let (next, error) = fill(&queue, 0);
+    assert!(matches!(error, Error::Io { .. }), "{error}");
+    // The refused item is not in the queue, and nothing waits to be written.
+    assert_eq!(queue.len() as u64, next);
+    queue.sync().unwrap();
+    let refused = queue.try_put(item(next)).unwrap_err();
+    assert_eq!(id_of(&refused.into_inner()), next);
+    // Room again: puts work in the same process.
+    std::fs::remove_file(&ballast).unwrap();
+    queue.put(item(next)).unwrap();
+    queue.close().unwrap();
+    let queue = through_disk(&dir);
+    let ids: Vec<u64> = queue.try_iter().map(|item| id_of(&item.unwrap())).collect();
+    assert_eq!(ids, (0..=next).collect::<Vec<_>>());
+}
+
+#[test]
+fn close_on_a_full_disk_reports_what_it_could_not_write_instead_of_waiting() {
+    let Some(disk) = Mount::tmpfs(256 * 1024) else {
+        return;
+    };
+    let dir = disk.dir.path().join("queue");
+    let queue = open(&dir).unwrap();
+    // Held in memory; then the disk fills before anything of the queue is on it.
+    for id in 0..3 {
+        queue.put(item(id)).unwrap();
+    }
+    let ballast = disk.dir.path().join("ballast");
+    let _ = std::fs::write(&ballast, vec![1u8; 256 * 1024]);
+    assert!(matches!(queue.close(), Err(Error::Io { .. })));
+    assert!(matches!(queue.put(item(3)), Err(Error::Closed)));
+}

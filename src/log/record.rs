@@ -113,6 +113,84 @@ pub(crate) fn encode_header(sequence: u64, payload: &[u8]) -> [u8; RECORD_HEADER
     header
 }
 
+/// Why [`frame`] wrote no record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameError<E> {
+    /// The payload's encoder failed.
+    Encode(E),
+    /// The payload has this many bytes, more than [`MAX_PAYLOAD_BYTES`].
+    TooLarge(usize),
+}
+
+/// Takes `buf` back to `len` bytes when dropped, unless [`keep`](Self::keep) was called: a
+/// record whose encoding fails, or panics, leaves nothing behind.
+struct Rollback<'a> {
+    buf: &'a mut Vec<u8>,
+    len: usize,
+    keep: bool,
+}
+
+impl Rollback<'_> {
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.buf.truncate(self.len);
+        }
+    }
+}
+
+/// Appends one whole record with sequence number `sequence` to `buf`: the header, the payload
+/// that `encode` appends, and the padding. Returns the record's size (header and padding
+/// included). On error, or if `encode` panics, `buf` is left as it was.
+pub(crate) fn frame<E>(
+    buf: &mut Vec<u8>,
+    sequence: u64,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<usize, FrameError<E>> {
+    let start = buf.len();
+    let rollback = Rollback {
+        buf,
+        len: start,
+        keep: false,
+    };
+    rollback.buf.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+    encode(rollback.buf).map_err(FrameError::Encode)?;
+    let payload_start = start + RECORD_HEADER_BYTES;
+    let payload = rollback.buf.get(payload_start..).unwrap_or_default();
+    let payload_len = payload.len();
+    let Some(size) = record_size(payload_len) else {
+        return Err(FrameError::TooLarge(payload_len));
+    };
+    let header = encode_header(sequence, payload);
+    if let Some(slot) = rollback.buf.get_mut(start..payload_start) {
+        slot.copy_from_slice(&header);
+    }
+    rollback.buf.resize(start + size, 0);
+    rollback.keep();
+    Ok(size)
+}
+
+/// The size of the whole record that starts `bytes` (one [`frame`] wrote), read from its length
+/// field without checking it: for walking buffers this process framed itself.
+pub(crate) fn framed_size(bytes: &[u8]) -> Option<usize> {
+    let length = read_u32(bytes, 0)?;
+    record_size(usize::try_from(length).ok()?)
+}
+
+/// The sequence number and payload of the record that starts `bytes` (one [`frame`] wrote),
+/// without checking its checksum.
+pub(crate) fn framed_record(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let length = usize::try_from(read_u32(bytes, 0)?).ok()?;
+    let sequence = read_u64(bytes, 8)?;
+    let payload = bytes.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES.checked_add(length)?)?;
+    Some((sequence, payload))
+}
+
 /// What lies at an offset of a segment.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Parsed<'a> {

@@ -1,0 +1,293 @@
+//! The put path: `put`, `try_put`, `put_timeout` and `put_all`.
+//!
+//! Under the lock, a put either pushes its item into the ring (memory has room and nothing is
+//! disk-only), or frames it into the spill buffer: encoded straight into the buffer, with its
+//! checksum, no allocation and no hand-off. A record is framed only where its space on disk is
+//! reserved; when none is, the put waits for the spill thread to make a segment, and fails
+//! with the item back if it cannot.
+
+use super::{Engine, State};
+use crate::error::Error;
+use crate::log::record::MAX_PAYLOAD_BYTES;
+use crate::spill::buffer::{AppendError, Want};
+use crate::spill::ring::Ring;
+use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long a call may wait.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all.
+    No,
+    /// Until the instant, or forever.
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    pub(crate) fn for_timeout(timeout: Duration) -> Self {
+        Self::Until(Instant::now().checked_add(timeout))
+    }
+
+    pub(crate) fn forever() -> Self {
+        Self::Until(None)
+    }
+
+    /// The deadline of a call that may wait (`None` inside: forever), or `None` if it may not.
+    pub(super) fn deadline(self) -> Option<Option<Instant>> {
+        match self {
+            Self::No => None,
+            Self::Until(deadline) => Some(deadline),
+        }
+    }
+}
+
+/// A refused put: the items come back.
+pub(crate) enum Refused<I> {
+    Full(I),
+    Closed(I),
+    Failed(I, Error),
+}
+
+impl<I> Refused<I> {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Self::Full(_) => Error::Full,
+            Self::Closed(_) => Error::Closed,
+            Self::Failed(_, error) => error,
+        }
+    }
+}
+
+/// The error for a payload of `bytes` bytes, more than a record holds.
+pub(super) fn too_large(bytes: usize) -> Error {
+    Error::TooLarge {
+        bytes,
+        max_bytes: MAX_PAYLOAD_BYTES,
+    }
+}
+
+/// What one put call carries: one item, or a batch.
+pub(crate) trait Items<T>: Sized {
+    fn count(&self) -> usize;
+    fn into_ring(self, ring: &mut Ring<T>);
+    /// Frames the items into the spill buffer, all or none. Returns the end of their
+    /// sequence numbers.
+    fn frame(
+        &mut self,
+        engine: &Engine<T>,
+        state: &mut State<T>,
+    ) -> Result<u64, AppendError<Error>>;
+}
+
+impl<T: Send + 'static> Items<T> for T {
+    fn count(&self) -> usize {
+        1
+    }
+
+    fn into_ring(self, ring: &mut Ring<T>) {
+        ring.push_new(self);
+    }
+
+    fn frame(
+        &mut self,
+        engine: &Engine<T>,
+        state: &mut State<T>,
+    ) -> Result<u64, AppendError<Error>> {
+        let sequence = state.spill.append(|buf| {
+            engine
+                .codec
+                .encode(self, buf)
+                .map_err(|source| Error::Codec {
+                    sequence: None,
+                    moved_to: None,
+                    source,
+                })
+        })?;
+        Ok(sequence + 1)
+    }
+}
+
+/// A batch from `put_all`: its items, and their payloads once encoded (only when the batch
+/// goes to disk: items that go to memory are not encoded until they must be written).
+pub(crate) struct Many<T> {
+    items: Vec<T>,
+    /// The payloads, one after another, and each one's length.
+    payloads: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+impl<T: 'static> Many<T> {
+    pub(crate) fn new(items: Vec<T>) -> Self {
+        Self {
+            items,
+            payloads: Vec::new(),
+            lens: Vec::new(),
+        }
+    }
+
+    /// Encodes every item with the engine's codec, once.
+    fn encode(&mut self, engine: &Engine<T>) -> Result<(), Error> {
+        if self.lens.len() == self.items.len() {
+            return Ok(());
+        }
+        self.payloads.clear();
+        self.lens.clear();
+        for item in &self.items {
+            let start = self.payloads.len();
+            if let Err(source) = engine.codec.encode(item, &mut self.payloads) {
+                self.lens.clear();
+                return Err(Error::Codec {
+                    sequence: None,
+                    moved_to: None,
+                    source,
+                });
+            }
+            self.lens.push(self.payloads.len() - start);
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static> Items<T> for Many<T> {
+    fn count(&self) -> usize {
+        self.items.len()
+    }
+
+    fn into_ring(self, ring: &mut Ring<T>) {
+        for item in self.items {
+            ring.push_new(item);
+        }
+    }
+
+    fn frame(
+        &mut self,
+        engine: &Engine<T>,
+        state: &mut State<T>,
+    ) -> Result<u64, AppendError<Error>> {
+        self.encode(engine).map_err(AppendError::Encode)?;
+        let range = state.spill.append_all(&self.payloads, &self.lens)?;
+        Ok(range.end)
+    }
+}
+
+impl<T: Send + 'static> Engine<T> {
+    /// The one path of every put. See the module docs.
+    pub(crate) fn put<I: Items<T>>(&self, mut items: I, wait: Wait) -> Result<(), Refused<I>> {
+        let count = items.count();
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return Err(Refused::Closed(items));
+            }
+            if let Some(failure) = state.spill.failure() {
+                return Err(Refused::Failed(items, failure));
+            }
+            if self.is_full(&state, count) {
+                let Some(deadline) = wait.deadline() else {
+                    return Err(Refused::Full(items));
+                };
+                state.producers_waiting += 1;
+                let (guard, timed_out) = self.wait(&self.room, state, deadline);
+                state = guard;
+                state.producers_waiting -= 1;
+                if timed_out && !state.closed && self.is_full(&state, count) {
+                    return Err(Refused::Full(items));
+                }
+                continue;
+            }
+            // Under EveryPut every item goes through disk, so the caller keeps it until it is
+            // durable and gets it back if it cannot be made so.
+            if !self.every_put()
+                && state.disk_only() == 0
+                && state.ring.len() + count <= self.config.cache_size
+            {
+                items.into_ring(&mut state.ring);
+                self.after_put(&state, count);
+                return Ok(());
+            }
+            // To disk, after the items only in memory (the log keeps queue order).
+            if let Err(want) = self.write_memory(&mut state) {
+                state = match self.segment_for(state, want) {
+                    Ok(state) => state,
+                    Err(error) => return Err(Refused::Failed(items, error)),
+                };
+                continue;
+            }
+            let end = match items.frame(self, &mut state) {
+                Ok(end) => end,
+                Err(AppendError::NeedsSegments(want)) => {
+                    state = match self.segment_for(state, want) {
+                        Ok(state) => state,
+                        Err(error) => return Err(Refused::Failed(items, error)),
+                    };
+                    continue;
+                }
+                Err(AppendError::Encode(error)) => return Err(Refused::Failed(items, error)),
+                Err(AppendError::TooLarge(bytes)) => {
+                    return Err(Refused::Failed(items, too_large(bytes)));
+                }
+            };
+            self.after_put(&state, count);
+            if !self.every_put() {
+                self.wake_spill(&state);
+                return Ok(());
+            }
+            state.spill.want_durable(end);
+            self.wake_spill(&state);
+            return match self.wait_durable(state, end) {
+                Ok(()) => Ok(()),
+                Err(error) => Err(Refused::Failed(items, error)),
+            };
+        }
+    }
+
+    /// Waits for a segment (see `wait_for_segment`); the guard back, or the reason there is none.
+    fn segment_for<'a>(
+        &'a self,
+        state: MutexGuard<'a, State<T>>,
+        want: Want,
+    ) -> Result<MutexGuard<'a, State<T>>, Error> {
+        let (state, outcome) = self.wait_for_segment(state, want);
+        outcome.map(|()| state)
+    }
+
+    /// Waits until records before `end` are fsynced.
+    fn wait_durable(&self, mut state: MutexGuard<'_, State<T>>, end: u64) -> Result<(), Error> {
+        loop {
+            if state.spill.is_durable(end) {
+                return Ok(());
+            }
+            if let Some(failure) = state.spill.failure() {
+                return Err(failure);
+            }
+            if state.spill.is_stopped() {
+                return Err(Error::Closed);
+            }
+            state.progress_waiting += 1;
+            state = self.wait(&self.progress, state, None).0;
+            state.progress_waiting -= 1;
+        }
+    }
+
+    /// Whether `count` more items would pass `max_len` (items out for acknowledgement count).
+    /// A batch larger than `max_len` fits once the queue is empty.
+    fn is_full(&self, state: &State<T>, count: usize) -> bool {
+        self.config.max_len.is_some_and(|max| {
+            let len = state.len() + state.deliveries_out;
+            len > 0 && len + count > max
+        })
+    }
+
+    /// After items went in: wake the consumers that sleep.
+    fn after_put(&self, state: &State<T>, count: usize) {
+        self.puts.fetch_add(1, Ordering::Release);
+        if state.consumers_waiting > 0 {
+            if count == 1 {
+                self.items.notify_one();
+            } else {
+                self.items.notify_all();
+            }
+        }
+    }
+}

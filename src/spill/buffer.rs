@@ -1,0 +1,475 @@
+//! The spill buffer: records framed by producers, exactly as they will lie in their segment,
+//! waiting for the spill thread to write them.
+//!
+//! A producer frames its record at the end of the tail buffer (under the queue's lock: a copy
+//! and a checksum, no allocation); the layout decides where it goes on disk: after the head
+//! segment's last record, or at the start of the spare segment when the head is full. A full
+//! tail is sealed and handed to the spill thread, which writes whole buffers. Consumers read
+//! records not yet written straight from here.
+//!
+//! Invariant: every framed record has its space on disk reserved (the head segment is cut and
+//! reserved, or the spare is), so writing it never needs new space. A record that has no room
+//! is not framed: the caller gets [`AppendError::NeedsSegment`] and waits for the spill thread.
+
+use crate::log::Head;
+use crate::log::record::{self, FrameError, SEGMENT_HEADER_BYTES};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// A tail this large is sealed and handed to the spill thread: large writes cost the kernel
+/// less per byte, and one hand-off is shared by a few thousand small records.
+const SEAL_BYTES: usize = 256 << 10;
+
+/// Spent buffers kept for producers to frame into again, at most: allocating them on one
+/// thread and freeing them on another is slow in common allocators.
+const POOL_BUFFERS: usize = 4;
+
+/// Records framed for one segment, contiguous, in sequence order.
+#[derive(Debug, Default)]
+pub(crate) struct Buffer {
+    /// Sequence number of the first record.
+    pub(crate) first_sequence: u64,
+    /// Records in it.
+    pub(crate) records: u64,
+    /// The segment the records go in (its first sequence number), and the offset of the first.
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
+    /// The spare segment the records start (its id), if they start one: the writer rolls to
+    /// it first.
+    pub(crate) rolls: Option<u64>,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Buffer {
+    /// Sequence number after the last record.
+    pub(crate) fn end_sequence(&self) -> u64 {
+        self.first_sequence + self.records
+    }
+
+    fn holds(&self, sequence: u64) -> bool {
+        sequence >= self.first_sequence && sequence < self.end_sequence()
+    }
+}
+
+/// Why a record was not framed.
+#[derive(Debug)]
+pub(crate) enum AppendError<E> {
+    Encode(E),
+    /// The payload has this many bytes, more than a record holds.
+    TooLarge(usize),
+    /// No segment has room for the records: the spill thread must first make these.
+    NeedsSegments(Want),
+}
+
+/// The segments records wait for: the head's cut, and spares to reserve, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Want {
+    /// The head segment (the last one found on open) must be cut first.
+    pub(crate) cut: bool,
+    /// The next spares, in the order rolls will claim them, each at least this many bytes.
+    pub(crate) spares: Vec<u64>,
+}
+
+impl Want {
+    /// Both wants at once: the cut if either has it, each spare as large as either wants.
+    pub(crate) fn merge(&mut self, other: Self) {
+        self.cut |= other.cut;
+        for (index, bytes) in other.spares.into_iter().enumerate() {
+            match self.spares.get_mut(index) {
+                Some(mine) => *mine = (*mine).max(bytes),
+                None => self.spares.push(bytes),
+            }
+        }
+    }
+}
+
+/// Where records go: how many after the head segment's last record, then which spare each
+/// following segment is, and the index of the first record that starts it.
+struct Plan {
+    in_head: usize,
+    rolls: Vec<(usize, (u64, u64))>,
+}
+
+/// Where a reader of buffered records stands: the next record, in which buffer, at which
+/// byte offset (a hint: checked before use).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BufferCursor {
+    sequence: u64,
+    buffer: u64,
+    offset: usize,
+}
+
+/// The framed records not yet written, and the layout of the log's head. See the module docs.
+#[derive(Debug)]
+pub(crate) struct SpillBuffer {
+    /// The sequence number the next record gets.
+    next_sequence: u64,
+    tail: Buffer,
+    /// Sealed buffers, oldest first, not yet written.
+    sealed: VecDeque<Arc<Buffer>>,
+    pool: Vec<Vec<u8>>,
+    /// The segment records are framed into.
+    head: Head,
+    /// Spare segments reserved and not yet claimed by a roll, in the order rolls claim them:
+    /// id and length.
+    spares: VecDeque<(u64, u64)>,
+    /// The id of the last spare a roll claimed: an offer of it (or an older one) is stale.
+    claimed: Option<u64>,
+    segment_size: u64,
+}
+
+impl SpillBuffer {
+    pub(crate) fn new(next_sequence: u64, head: Head, segment_size: u64) -> Self {
+        Self {
+            next_sequence,
+            tail: Buffer::default(),
+            sealed: VecDeque::new(),
+            pool: Vec::new(),
+            head,
+            spares: VecDeque::new(),
+            claimed: None,
+            segment_size,
+        }
+    }
+
+    /// The sequence number the next record gets.
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// The head segment as the layout sees it.
+    pub(crate) fn head(&self) -> Head {
+        self.head
+    }
+
+    /// The head segment was cut and can take records.
+    pub(crate) fn head_cut(&mut self) {
+        self.head.needs_cut = false;
+    }
+
+    /// Spare `id` has `len` bytes reserved (made, or grown). Ignored if a roll claimed it
+    /// already (it was grown after the snapshot the spill thread worked from).
+    pub(crate) fn offer_spare(&mut self, id: u64, len: u64) {
+        if self.claimed.is_some_and(|claimed| id <= claimed) {
+            return;
+        }
+        match self.spares.iter_mut().find(|(current, _)| *current == id) {
+            Some(spare) => spare.1 = len,
+            None => self.spares.push_back((id, len)),
+        }
+    }
+
+    /// The unclaimed spares, in the order rolls claim them: id and length.
+    pub(crate) fn spares(&self) -> Vec<(u64, u64)> {
+        self.spares.iter().copied().collect()
+    }
+
+    /// Frames a record whose payload `encode` writes, with the next sequence number. Returns
+    /// that number. On error nothing is framed and no number is taken.
+    pub(crate) fn append<E>(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<u64, AppendError<E>> {
+        let sequence = self.next_sequence;
+        let start = self.tail.bytes.len();
+        let size = match record::frame(&mut self.tail.bytes, sequence, encode) {
+            Ok(size) => size as u64,
+            Err(FrameError::Encode(error)) => return Err(AppendError::Encode(error)),
+            Err(FrameError::TooLarge(bytes)) => return Err(AppendError::TooLarge(bytes)),
+        };
+        // The common case first: the record fits after the head's last record.
+        let head = self.head;
+        if head.segment.is_some() && !head.needs_cut && head.end + size <= head.len {
+            self.start_tail(sequence);
+        } else {
+            match self.place(&[size]) {
+                Ok(plan) if plan.in_head == 1 => self.start_tail(sequence),
+                Ok(plan) => {
+                    // The record starts a spare segment: it moves to a tail of its own.
+                    let mut fresh = self.take_buffer();
+                    fresh.extend_from_slice(self.tail.bytes.get(start..).unwrap_or_default());
+                    self.tail.bytes.truncate(start);
+                    if let Some(&(_, spare)) = plan.rolls.first() {
+                        self.roll(spare, sequence, fresh);
+                    }
+                }
+                Err(want) => {
+                    self.tail.bytes.truncate(start);
+                    return Err(AppendError::NeedsSegments(want));
+                }
+            }
+        }
+        self.head.end += size;
+        self.tail.records += 1;
+        self.next_sequence += 1;
+        Ok(sequence)
+    }
+
+    /// Frames records whose payloads lie one after another in `payloads` (`lens` long each),
+    /// with the next sequence numbers, contiguous. Returns their numbers. All or none: on
+    /// error nothing is framed.
+    pub(crate) fn append_all<E>(
+        &mut self,
+        payloads: &[u8],
+        lens: &[usize],
+    ) -> Result<std::ops::Range<u64>, AppendError<E>> {
+        let mut sizes = Vec::with_capacity(lens.len());
+        for &len in lens {
+            let size = record::record_size(len).ok_or(AppendError::TooLarge(len))?;
+            sizes.push(size as u64);
+        }
+        let plan = self.place(&sizes).map_err(AppendError::NeedsSegments)?;
+        let first = self.next_sequence;
+        let mut rolls = plan.rolls.iter().peekable();
+        let mut rest = payloads;
+        for (index, &len) in lens.iter().enumerate() {
+            let (payload, after) = rest.split_at(len.min(rest.len()));
+            rest = after;
+            let sequence = first + index as u64;
+            match rolls.next_if(|(at, _)| *at == index) {
+                Some(&(_, spare)) => {
+                    let fresh = self.take_buffer();
+                    self.roll(spare, sequence, fresh);
+                }
+                None => self.start_tail(sequence),
+            }
+            let framed = record::frame(&mut self.tail.bytes, sequence, |buf| {
+                buf.extend_from_slice(payload);
+                Ok::<(), std::convert::Infallible>(())
+            });
+            if let Ok(size) = framed {
+                self.head.end += size as u64;
+                self.tail.records += 1;
+            }
+        }
+        self.next_sequence = first + lens.len() as u64;
+        Ok(first..self.next_sequence)
+    }
+
+    /// Where records of `sizes` (framed, in order) go, or the segments they wait for.
+    fn place(&self, sizes: &[u64]) -> Result<Plan, Want> {
+        let head = self.head;
+        let room = match head.segment {
+            Some(_) => head.len.saturating_sub(head.end),
+            None => 0,
+        };
+        let mut used = 0;
+        let in_head = sizes
+            .iter()
+            .take_while(|&&size| {
+                used += size;
+                used <= room
+            })
+            .count();
+        let mut want = Want {
+            cut: in_head > 0 && head.needs_cut,
+            spares: Vec::new(),
+        };
+        let mut plan = Plan {
+            in_head,
+            rolls: Vec::new(),
+        };
+        let header = SEGMENT_HEADER_BYTES as u64;
+        let mut spares = self.spares.iter().copied();
+        let mut index = in_head;
+        while let Some(&first) = sizes.get(index) {
+            // A new segment starts at record `index`: the next spare if it is large enough for
+            // that record, else the size of segment this record wants.
+            let spare = spares.next();
+            let wanted = if header + first > self.segment_size {
+                // A record larger than a segment gets a segment of its own, sized to fit.
+                (header + first).next_multiple_of(4096)
+            } else {
+                self.segment_size
+            };
+            let len = match spare {
+                Some((_, len)) if len >= header + first => len,
+                _ => wanted.max(spare.map_or(0, |(_, len)| len)),
+            };
+            match spare.filter(|&(_, len)| len >= header + first) {
+                Some(spare) if want.spares.is_empty() => plan.rolls.push((index, spare)),
+                _ => {
+                    // Spares before this one are large enough as they are (0: any size).
+                    want.spares.resize(plan.rolls.len(), 0);
+                    want.spares.push(len);
+                    plan.rolls.push((index, (0, 0)));
+                }
+            }
+            let mut used = header;
+            while let Some(&size) = sizes.get(index) {
+                if used + size > len && used > header {
+                    break;
+                }
+                used += size;
+                index += 1;
+            }
+        }
+        if want.cut || !want.spares.is_empty() {
+            return Err(want);
+        }
+        Ok(plan)
+    }
+
+    /// Makes the tail start at the head's end if it holds nothing yet.
+    fn start_tail(&mut self, sequence: u64) {
+        if self.tail.records == 0 {
+            self.tail.first_sequence = sequence;
+            self.tail.segment = self.head.segment.unwrap_or(sequence);
+            self.tail.offset = self.head.end;
+            self.tail.rolls = None;
+        }
+    }
+
+    /// Seals the tail and starts a new one, holding `bytes`, at the start of spare `spare`,
+    /// which becomes the head segment with `sequence` its first record.
+    fn roll(&mut self, (spare, len): (u64, u64), sequence: u64, bytes: Vec<u8>) {
+        self.seal();
+        self.tail = Buffer {
+            first_sequence: sequence,
+            records: 0,
+            segment: sequence,
+            offset: SEGMENT_HEADER_BYTES as u64,
+            rolls: Some(spare),
+            bytes,
+        };
+        self.head = Head {
+            segment: Some(sequence),
+            len,
+            end: SEGMENT_HEADER_BYTES as u64,
+            needs_cut: false,
+        };
+        if self.spares.front().is_some_and(|&(id, _)| id == spare) {
+            self.spares.pop_front();
+        }
+        self.claimed = Some(spare);
+    }
+
+    /// Whether the tail is large enough to seal.
+    pub(crate) fn tail_is_full(&self) -> bool {
+        self.tail.bytes.len() >= SEAL_BYTES
+    }
+
+    /// Hands the tail to the spill thread, if it holds records.
+    pub(crate) fn seal(&mut self) {
+        if self.tail.records == 0 {
+            self.tail.bytes.clear();
+            return;
+        }
+        let bytes = self.take_buffer();
+        let tail = std::mem::replace(
+            &mut self.tail,
+            Buffer {
+                bytes,
+                ..Buffer::default()
+            },
+        );
+        self.sealed.push_back(Arc::new(tail));
+    }
+
+    fn take_buffer(&mut self) -> Vec<u8> {
+        // Room for a full tail and the record that fills it: no reallocation while framing.
+        self.pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SEAL_BYTES + SEAL_BYTES / 4))
+    }
+
+    /// The sealed buffers, oldest first, for the spill thread to write.
+    pub(crate) fn sealed(&self) -> impl Iterator<Item = &Arc<Buffer>> {
+        self.sealed.iter()
+    }
+
+    /// The spill thread wrote the oldest sealed buffer: it goes (its bytes kept for reuse).
+    pub(crate) fn written(&mut self) -> Option<u64> {
+        let buffer = self.sealed.pop_front()?;
+        let end = buffer.end_sequence();
+        if let Ok(mut buffer) = Arc::try_unwrap(buffer)
+            && self.pool.len() < POOL_BUFFERS
+            && buffer.bytes.capacity() <= 2 * SEAL_BYTES
+        {
+            buffer.bytes.clear();
+            self.pool.push(buffer.bytes);
+        }
+        Some(end)
+    }
+
+    /// Reads up to `max` buffered records from `cursor` on (its sequence number must be at
+    /// least the first buffered one), handing each to `visit`. Returns how many.
+    pub(crate) fn read(
+        &self,
+        cursor: &mut BufferCursor,
+        max: usize,
+        mut visit: impl FnMut(u64, &[u8]),
+    ) -> usize {
+        let mut visited = 0;
+        let buffers = self.sealed.iter().map(|b| &**b).chain([&self.tail]);
+        for buffer in buffers {
+            if visited >= max {
+                break;
+            }
+            if !buffer.holds(cursor.sequence) {
+                continue;
+            }
+            let mut offset = if cursor.buffer == buffer.first_sequence {
+                cursor.offset
+            } else {
+                0
+            };
+            let mut sequence = buffer.first_sequence;
+            // Framed by this process: sizes can be trusted to walk to the cursor.
+            while let Some(bytes) = buffer.bytes.get(offset..) {
+                let Some((found, payload)) = record::framed_record(bytes) else {
+                    break;
+                };
+                let Some(size) = record::framed_size(bytes) else {
+                    break;
+                };
+                sequence = found;
+                if found >= cursor.sequence {
+                    if visited >= max {
+                        break;
+                    }
+                    visit(found, payload);
+                    visited += 1;
+                    cursor.sequence = found + 1;
+                }
+                offset += size;
+            }
+            cursor.buffer = buffer.first_sequence;
+            cursor.offset = offset;
+            debug_assert!(sequence < buffer.end_sequence());
+        }
+        visited
+    }
+
+    /// A cursor at `sequence`, with its segment and file offset if the buffers know them.
+    pub(crate) fn cursor_at(sequence: u64) -> BufferCursor {
+        BufferCursor {
+            sequence,
+            buffer: u64::MAX,
+            offset: 0,
+        }
+    }
+
+    /// Where the record `cursor` stands at lies on disk (segment, offset), if the cursor has
+    /// walked the buffer before it: for a reader that goes on from the files once the buffer is
+    /// written. At the end of a buffer this is where its segment's next record would go; if
+    /// that record starts a new segment instead, the reader finds it at that segment's start.
+    pub(crate) fn position(&self, cursor: &BufferCursor) -> Option<(u64, usize)> {
+        let buffer = self
+            .sealed
+            .iter()
+            .map(|b| &**b)
+            .chain([&self.tail])
+            .find(|b| b.first_sequence == cursor.buffer && b.records > 0)?;
+        let offset = usize::try_from(buffer.offset)
+            .ok()?
+            .checked_add(cursor.offset)?;
+        Some((buffer.segment, offset))
+    }
+}
+
+impl BufferCursor {
+    pub(crate) fn sequence(&self) -> u64 {
+        self.sequence
+    }
+}

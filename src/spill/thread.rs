@@ -1,0 +1,357 @@
+//! The spill thread: the one owner of the log's writer. Each round it takes, under the queue's
+//! lock, what there is to do (sealed buffers, a segment a producer waits for, a sync, the
+//! fsync `EveryPut` producers wait for, an `Interval` tick, a checkpoint the read cursor calls
+//! for), does the I/O without the lock, then publishes the outcome under the lock and wakes
+//! whoever waits for it. Records framed while it works go in the next round, so concurrent
+//! producers share one fsync (group commit).
+//!
+//! Failures: a segment that cannot be made (no space, a file size limit) refuses the puts that
+//! needed it and nothing else; the next put that needs one tries again. A failed write, fsync or
+//! checkpoint poisons the queue: Linux may have dropped the dirty pages, so nothing written
+//! after it can be trusted, and writes are refused until the queue is reopened.
+
+use super::buffer::{Buffer, Want};
+use super::{Events, Failure, Host, ReadCursor, Settings, SpaceError, Spill};
+use crate::config::Durability;
+use crate::error::Error;
+use crate::log::{Head, LogWriter};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What one round does, taken under the lock.
+#[derive(Default)]
+struct Round {
+    buffers: Vec<Arc<Buffer>>,
+    /// fdatasync what is written (a sync, a tick, `EveryPut` producers, the stop).
+    flush: bool,
+    /// The sync requests this round answers (`Spill::syncs_requested` when it was taken).
+    syncs: u64,
+    /// The read cursor, when a checkpoint may be due.
+    cursor: Option<ReadCursor>,
+    /// Checkpoint durably (a sync, a tick, the stop).
+    durable_checkpoint: bool,
+    /// The segments producers wait for.
+    segment: Option<Want>,
+    /// The head and the unclaimed spares as the layout saw them.
+    head: Option<Head>,
+    spares: Vec<(u64, u64)>,
+    stop: bool,
+}
+
+/// What the round's I/O came to.
+#[derive(Default)]
+struct Outcome {
+    written: usize,
+    /// The first failure of a write, fsync or checkpoint: it poisons the queue.
+    failed: Option<Error>,
+    flushed: bool,
+    deleted: bool,
+    /// The segments made for producers: spares (id and length) made or grown.
+    segment: Option<Result<Vec<(u64, u64)>, Error>>,
+    /// A spare made ahead of need.
+    ahead: Option<(u64, u64)>,
+}
+
+/// The spill thread. See the module docs.
+pub(crate) struct SpillThread<H: Host> {
+    host: Arc<H>,
+    writer: LogWriter,
+    settings: Settings,
+    next_tick: Option<Instant>,
+    /// An `Interval` tick whose items in memory could not all be framed yet.
+    tick_pending: bool,
+    /// A segment was rolled to since the last checkpoint.
+    rolled: bool,
+    /// Making a spare ahead of need failed: try again only when space may have been freed.
+    ahead_blocked: bool,
+}
+
+impl<H: Host> SpillThread<H> {
+    pub(crate) fn new(host: Arc<H>, writer: LogWriter, settings: Settings) -> Self {
+        let next_tick = match settings.durability {
+            Durability::Interval(period) => Instant::now().checked_add(period),
+            _ => None,
+        };
+        Self {
+            host,
+            writer,
+            settings,
+            next_tick,
+            tick_pending: false,
+            rolled: false,
+            ahead_blocked: false,
+        }
+    }
+
+    /// The thread's body: rounds until the queue asks it to stop.
+    pub(crate) fn run(mut self) {
+        let host = Arc::clone(&self.host);
+        loop {
+            let round = {
+                let mut guard = host.lock();
+                loop {
+                    if let Some(round) = self.plan(&mut guard) {
+                        break round;
+                    }
+                    guard.idle = true;
+                    guard = host.sleep(guard, self.next_tick);
+                    guard.idle = false;
+                }
+            };
+            let outcome = self.perform(&round);
+            let mut guard = host.lock();
+            if self.settle(&mut guard, round, outcome) {
+                break;
+            }
+        }
+    }
+
+    /// Takes what there is to do, or `None` if nothing is.
+    fn plan(&mut self, guard: &mut H::Guard<'_>) -> Option<Round> {
+        let now = Instant::now();
+        let tick = self.next_tick.is_some_and(|at| now >= at);
+        if tick && let Durability::Interval(period) = self.settings.durability {
+            self.next_tick = now.checked_add(period);
+            self.tick_pending = true;
+        }
+        let mut round = Round::default();
+        let spill: &mut Spill = guard;
+        if spill.stopped {
+            return None;
+        }
+        if spill.failure.is_some() {
+            // Nothing more is written once writing failed; only the stop is left to do.
+            return spill.stopping.then(|| Round {
+                stop: true,
+                ..Round::default()
+            });
+        }
+        if self.tick_pending {
+            match self.host.write_memory(guard) {
+                Ok(()) => self.tick_pending = false,
+                Err(want) => {
+                    let spill: &mut Spill = guard;
+                    spill.want_segments(want);
+                }
+            }
+            round.flush = true;
+            round.durable_checkpoint = true;
+        }
+        let spill: &mut Spill = guard;
+        round.stop = spill.stopping;
+        if spill.syncs_requested > spill.syncs_done || spill.stopping {
+            round.flush = true;
+            round.durable_checkpoint = true;
+        }
+        if spill.durable_wanted > spill.durable_end {
+            round.flush = true;
+        }
+        round.segment = spill.segment_wanted.take();
+        if round.flush || round.segment.is_some() {
+            // Everything framed so far goes now; a segment wanted may be waiting for the roll
+            // in the tail to be written before its spare can be made.
+            spill.buffer.seal();
+        }
+        round.syncs = spill.syncs_requested;
+        round.buffers = spill.buffer.sealed().cloned().collect();
+        round.head = Some(spill.buffer.head());
+        round.spares = spill.buffer.spares();
+        let look_at_cursor = round.durable_checkpoint
+            || spill.removals >= self.settings.checkpoint_every_removals
+            || spill.checkpoint_wanted
+            || self.rolled;
+        if look_at_cursor {
+            spill.removals = 0;
+            spill.checkpoint_wanted = false;
+            round.cursor = Some(self.host.read_cursor(guard));
+        }
+        let idle = round.buffers.is_empty()
+            && !round.flush
+            && round.segment.is_none()
+            && round.cursor.is_none()
+            && !round.stop
+            && !self.wants_spare_ahead(&round);
+        (!idle).then_some(round)
+    }
+
+    /// Whether to reserve the next segment now: the head is more than half full and no spare
+    /// is there for it.
+    fn wants_spare_ahead(&self, round: &Round) -> bool {
+        !self.ahead_blocked
+            && round.spares.is_empty()
+            && round
+                .head
+                .is_some_and(|h| h.segment.is_some() && !h.needs_cut && h.end > h.len / 2)
+    }
+
+    /// The round's I/O, without the lock.
+    fn perform(&mut self, round: &Round) -> Outcome {
+        let mut outcome = Outcome::default();
+        for buffer in &round.buffers {
+            let written = self.writer.write(
+                buffer.segment,
+                buffer.offset,
+                &buffer.bytes,
+                buffer.end_sequence(),
+                buffer.rolls,
+            );
+            if let Err(error) = written {
+                outcome.failed = Some(error);
+                return outcome;
+            }
+            self.rolled |= buffer.rolls.is_some();
+            outcome.written += 1;
+        }
+        if round.flush {
+            if let Err(error) = self.writer.flush() {
+                outcome.failed = Some(error);
+                return outcome;
+            }
+            outcome.flushed = true;
+        }
+        if let Some(cursor) = &round.cursor {
+            match self.checkpoint(cursor, round.durable_checkpoint) {
+                Ok(deleted) => outcome.deleted = deleted,
+                Err(error) => {
+                    outcome.failed = Some(error);
+                    return outcome;
+                }
+            }
+        }
+        if let Some(want) = &round.segment {
+            outcome.segment = Some(self.make_segments(round, want));
+        }
+        if outcome.deleted {
+            self.ahead_blocked = false;
+        }
+        if !round.stop && outcome.segment.is_none() && self.wants_spare_ahead(round) {
+            match self.writer.prepare(None, self.settings.segment_size) {
+                Ok(spare) => outcome.ahead = Some(spare),
+                Err(error) => {
+                    tracing::debug!(%error, "could not reserve the next segment ahead of need");
+                    self.ahead_blocked = true;
+                }
+            }
+        }
+        if round.stop {
+            self.writer.discard_spares();
+        }
+        outcome
+    }
+
+    /// A checkpoint if one is due: durable when asked, or when the cursor has left a segment
+    /// behind (which is then deleted); otherwise written only after a roll or enough removals.
+    /// Returns whether segments were deleted.
+    fn checkpoint(&mut self, cursor: &ReadCursor, durable: bool) -> Result<bool, Error> {
+        let consumed = self
+            .writer
+            .has_consumed_segment(cursor.sequence, &cursor.unacked);
+        self.rolled = false;
+        self.writer
+            .checkpoint(cursor.sequence, &cursor.unacked, durable || consumed)
+    }
+
+    /// Cuts the head if wanted, and reserves the spares wanted: each of the unclaimed spares
+    /// grown to its wanted size, new ones made for the rest. Returns the spares made or grown.
+    fn make_segments(&mut self, round: &Round, want: &Want) -> Result<Vec<(u64, u64)>, Error> {
+        if want.cut && round.head.is_some_and(|h| h.needs_cut) {
+            self.writer.cut_tail()?;
+        }
+        let mut made = Vec::new();
+        for (index, &bytes) in want.spares.iter().enumerate() {
+            match round.spares.get(index) {
+                Some(&(_, len)) if len >= bytes => {}
+                Some(&(id, _)) => made.push(self.writer.prepare(Some(id), bytes)?),
+                None => made.push(
+                    self.writer
+                        .prepare(None, bytes.max(self.settings.segment_size))?,
+                ),
+            }
+        }
+        Ok(made)
+    }
+
+    /// Publishes the round's outcome under the lock and wakes whoever waits for it. Returns
+    /// whether the thread is done.
+    fn settle(&mut self, guard: &mut H::Guard<'_>, round: Round, outcome: Outcome) -> bool {
+        let round_cut = round
+            .segment
+            .as_ref()
+            .is_some_and(|want| want.cut && round.head.is_some_and(|h| h.needs_cut));
+        let Round {
+            buffers,
+            syncs,
+            stop,
+            ..
+        } = round;
+        drop(buffers);
+        let mut events = Events::default();
+        let spill: &mut Spill = guard;
+        for _ in 0..outcome.written {
+            let Some(buffer) = spill.buffer.sealed().next() else {
+                break;
+            };
+            let (segment, rolls) = (buffer.segment, buffer.rolls.is_some());
+            let end_offset =
+                usize::try_from(buffer.offset).unwrap_or(usize::MAX) + buffer.bytes.len();
+            let progress = &mut spill.progress;
+            if rolls && progress.segments.back() != Some(&segment) {
+                progress.segments.push_back(segment);
+            }
+            progress.end_offset = end_offset;
+            // The buffer goes back to the pool only if no other reference to it is alive.
+            if let Some(end) = spill.buffer.written() {
+                spill.progress.end_sequence = end;
+            }
+        }
+        if outcome.deleted {
+            spill.progress.segments = self.writer.segments().collect();
+            events.space = true;
+        }
+        if outcome.flushed {
+            spill.durable_end = spill.progress.end_sequence;
+            // A sync is done only with its checkpoint durable too.
+            if outcome.failed.is_none() {
+                spill.syncs_done = spill.syncs_done.max(syncs);
+            }
+            events.progress = true;
+        }
+        if let Some(segment) = outcome.segment {
+            spill.segment_attempts += 1;
+            match segment {
+                Ok(made) => {
+                    if round_cut {
+                        spill.buffer.head_cut();
+                    }
+                    for (id, len) in made {
+                        spill.buffer.offer_spare(id, len);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not make a segment for a put");
+                    spill.segment_error = Some((spill.segment_attempts, SpaceError::new(&error)));
+                }
+            }
+            events.space = true;
+        }
+        if let Some((id, len)) = outcome.ahead {
+            spill.buffer.offer_spare(id, len);
+        }
+        if let Some(error) = outcome.failed {
+            tracing::error!(%error, "the spill thread failed; the queue refuses writes until reopened");
+            spill.failure = Some(Failure(error.to_string()));
+            events.progress = true;
+            events.space = true;
+        }
+        spill.disk_bytes = self.writer.disk_bytes();
+        spill.segments = self.writer.segment_count();
+        let done = stop;
+        if done {
+            spill.stopped = true;
+            events.progress = true;
+            events.space = true;
+        }
+        self.host.notify(guard, events);
+        done
+    }
+}
