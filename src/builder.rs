@@ -5,10 +5,7 @@ use crate::config::{
     Config, DEFAULT_CACHE_SIZE, DEFAULT_CHECKPOINT_EVERY_REMOVALS, DEFAULT_SEGMENT_SIZE_BYTES,
     Durability, MIN_SEGMENT_SIZE_BYTES,
 };
-use crate::engine::Engine;
-use crate::error::Error;
 use crate::log::{Real, SharedStorage};
-use crate::queue::Queue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -156,20 +153,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
         self
     }
 
-    /// Opens, or creates, the queue.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Locked`] if another open queue holds the directory; [`Error::Io`],
-    /// [`Error::Corrupt`] or [`Error::UnsupportedVersion`] if the directory cannot be used.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let queue = spillq::Queue::<u8>::builder(dir.path()).open()?;
-    /// assert!(queue.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open(self) -> Result<Queue<T>, Error> {
-        Engine::open(&self.dir, self.config, self.codec, self.storage).map(Queue::from_engine)
+    /// The options, for [`open`](Self::open).
+    pub(crate) fn into_parts(self) -> (PathBuf, Config, Box<dyn Codec<T>>, SharedStorage) {
+        (self.dir, self.config, self.codec, self.storage)
     }
 }

@@ -61,11 +61,28 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     }
 }
 
-impl<T: Send + 'static> Queue<T> {
-    pub(crate) fn from_engine(engine: Arc<Engine<T>>) -> Self {
-        Self { engine }
+impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
+    /// Opens, or creates, the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] if another open queue holds the directory; [`Error::Io`],
+    /// [`Error::Corrupt`] or [`Error::UnsupportedVersion`] if the directory cannot be used.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u8>::builder(dir.path()).open()?;
+    /// assert!(queue.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(self) -> Result<Queue<T>, Error> {
+        let (dir, config, codec, storage) = self.into_parts();
+        let engine = Engine::open(&dir, config, codec, storage)?;
+        Ok(Queue { engine })
     }
+}
 
+impl<T: Send + 'static> Queue<T> {
     fn get_ack_with(&self, wait: Wait) -> Result<Option<Delivery<T>>, Error> {
         let handed = self.engine.get_ack(wait)?;
         Ok(handed.map(|handed| Delivery::new(Arc::clone(&self.engine), handed)))

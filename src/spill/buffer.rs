@@ -473,3 +473,155 @@ impl BufferCursor {
         self.sequence
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const SEGMENT: u64 = 1024;
+    const HEADER: u64 = SEGMENT_HEADER_BYTES as u64;
+
+    /// A buffer whose head segment (first record 0) has `room` bytes left.
+    fn buffer(room: u64) -> SpillBuffer {
+        let head = Head {
+            segment: Some(0),
+            len: SEGMENT,
+            end: SEGMENT - room,
+            needs_cut: false,
+        };
+        SpillBuffer::new(0, head, SEGMENT)
+    }
+
+    fn put(buffer: &mut SpillBuffer, len: usize) -> Result<u64, AppendError<()>> {
+        buffer.append(|buf| {
+            buf.resize(buf.len() + len, 7);
+            Ok(())
+        })
+    }
+
+    /// Every buffered record, from `sequence` on.
+    fn read(buffer: &SpillBuffer, sequence: u64) -> Vec<(u64, usize)> {
+        let mut cursor = SpillBuffer::cursor_at(sequence);
+        let mut got = Vec::new();
+        buffer.read(&mut cursor, usize::MAX, |s, payload| got.push((s, payload.len())));
+        got
+    }
+
+    #[test]
+    fn records_that_fit_go_after_the_head_and_read_back_from_the_buffer() {
+        let mut buffer = buffer(500);
+        for len in [10, 20, 30] {
+            put(&mut buffer, len).unwrap();
+        }
+        assert_eq!(buffer.next_sequence(), 3);
+        assert_eq!(buffer.head().end, SEGMENT - 500 + 32 + 40 + 48);
+        assert_eq!(read(&buffer, 0), [(0, 10), (1, 20), (2, 30)]);
+        assert_eq!(read(&buffer, 2), [(2, 30)]);
+        buffer.seal();
+        let sealed: Vec<_> = buffer.sealed().collect();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!((sealed[0].segment, sealed[0].offset), (0, SEGMENT - 500));
+        assert_eq!(sealed[0].rolls, None);
+    }
+
+    #[test]
+    fn a_record_with_no_room_waits_for_a_spare_then_starts_it() {
+        let mut buffer = buffer(40);
+        put(&mut buffer, 10).unwrap();
+        let want = match put(&mut buffer, 30) {
+            Err(AppendError::NeedsSegments(want)) => want,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(want.spares, [SEGMENT]);
+        assert!(!want.cut);
+        // Nothing framed, no number taken.
+        assert_eq!(buffer.next_sequence(), 1);
+        assert_eq!(read(&buffer, 0), [(0, 10)]);
+        buffer.offer_spare(7, SEGMENT);
+        assert_eq!(put(&mut buffer, 30).unwrap(), 1);
+        let head = buffer.head();
+        assert_eq!((head.segment, head.end), (Some(1), HEADER + 48));
+        // The tail before the roll was sealed; the new one starts spare 7.
+        let sealed: Vec<_> = buffer.sealed().collect();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].end_sequence(), 1);
+        buffer.seal();
+        let rolled = buffer.sealed().nth(1).unwrap();
+        assert_eq!((rolled.segment, rolled.offset, rolled.rolls), (1, HEADER, Some(7)));
+        assert_eq!(read(&buffer, 0), [(0, 10), (1, 30)]);
+        // A stale offer of the claimed spare changes nothing.
+        buffer.offer_spare(7, SEGMENT);
+        assert!(buffer.spares().is_empty());
+    }
+
+    #[test]
+    fn a_record_larger_than_a_segment_wants_a_segment_sized_to_fit() {
+        let mut buffer = buffer(100);
+        let Err(AppendError::NeedsSegments(want)) = put(&mut buffer, 5000) else {
+            panic!("a large record went somewhere");
+        };
+        assert_eq!(want.spares, [(HEADER + 5016).next_multiple_of(4096)]);
+    }
+
+    #[test]
+    fn a_batch_spans_as_many_spares_as_it_needs_or_waits_for_all_of_them() {
+        let mut buffer = buffer(100);
+        let lens = [40usize; 40]; // 56 bytes each framed: 17 per segment after the header
+        let payloads = vec![1u8; 40 * 40];
+        let Err(AppendError::NeedsSegments(want)) = buffer.append_all::<()>(&payloads, &lens)
+        else {
+            panic!("no segments, yet the batch went");
+        };
+        assert_eq!(want.spares.len(), 3);
+        buffer.offer_spare(1, SEGMENT);
+        let Err(AppendError::NeedsSegments(want)) = buffer.append_all::<()>(&payloads, &lens)
+        else {
+            panic!("one spare was not enough");
+        };
+        assert_eq!(want.spares, [0, SEGMENT, SEGMENT]);
+        buffer.offer_spare(2, SEGMENT);
+        buffer.offer_spare(3, SEGMENT);
+        assert_eq!(buffer.append_all::<()>(&payloads, &lens).unwrap(), 0..40);
+        buffer.seal();
+        let rolls: Vec<_> = buffer
+            .sealed()
+            .filter_map(|b| b.rolls.map(|id| (id, b.first_sequence)))
+            .collect();
+        assert_eq!(rolls, [(1, 1), (2, 18), (3, 35)]);
+        assert_eq!(read(&buffer, 0).len(), 40);
+    }
+
+    #[test]
+    fn a_head_found_on_open_is_cut_before_records_go_after_it() {
+        let head = Head {
+            segment: Some(5),
+            len: SEGMENT,
+            end: 200,
+            needs_cut: true,
+        };
+        let mut buffer = SpillBuffer::new(9, head, SEGMENT);
+        let Err(AppendError::NeedsSegments(want)) = put(&mut buffer, 10) else {
+            panic!("framed into a head not cut");
+        };
+        assert!(want.cut && want.spares.is_empty());
+        buffer.head_cut();
+        assert_eq!(put(&mut buffer, 10).unwrap(), 9);
+        buffer.seal();
+        let first = buffer.sealed().next().unwrap();
+        assert_eq!((first.segment, first.offset, first.first_sequence), (5, 200, 9));
+    }
+
+    #[test]
+    fn a_failed_encoding_leaves_nothing_behind() {
+        let mut buffer = buffer(500);
+        put(&mut buffer, 10).unwrap();
+        let failed = buffer.append(|buf| {
+            buf.extend_from_slice(b"half");
+            Err("no")
+        });
+        assert!(matches!(failed, Err(AppendError::Encode("no"))));
+        assert_eq!(put(&mut buffer, 20).unwrap(), 1);
+        assert_eq!(read(&buffer, 0), [(0, 10), (1, 20)]);
+    }
+}
