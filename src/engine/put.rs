@@ -165,6 +165,22 @@ impl<T: Send + 'static> Items<T> for Many<T> {
         engine: &Engine<T>,
         state: &mut State<T>,
     ) -> Result<u64, AppendError<Error>> {
+        if self.lens.is_empty() {
+            // Usually the batch fits in the head segment: framed straight into the tail.
+            let items = &self.items;
+            let direct = state.spill.append_in_head(items.len(), |index, buf| {
+                let item = items.get(index).ok_or_else(|| "no such item".into());
+                item.and_then(|item| engine.codec.encode(item, buf))
+                    .map_err(|source| Error::Codec {
+                        sequence: None,
+                        moved_to: None,
+                        source,
+                    })
+            })?;
+            if let Some(range) = direct {
+                return Ok(range.end);
+            }
+        }
         self.encode(engine).map_err(AppendError::Encode)?;
         let range = state.spill.append_all(&self.payloads, &self.lens)?;
         Ok(range.end)

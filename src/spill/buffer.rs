@@ -205,6 +205,53 @@ impl SpillBuffer {
         Ok(sequence)
     }
 
+    /// Frames `count` records whose payloads `encode` writes (given each record's index), with
+    /// the next sequence numbers, contiguous, if they all fit after the head's last record:
+    /// the common case of a batch, with no copy. `Ok(None)`: they do not all fit, and nothing
+    /// is framed (the caller goes through [`append_all`](Self::append_all)). On error nothing
+    /// is framed either.
+    pub(crate) fn append_in_head<E>(
+        &mut self,
+        count: usize,
+        mut encode: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Option<std::ops::Range<u64>>, AppendError<E>> {
+        let head = self.head;
+        if head.segment.is_none() || head.needs_cut {
+            return Ok(None);
+        }
+        let first = self.next_sequence;
+        let (start, records) = (self.tail.bytes.len(), self.tail.records);
+        let mut end = head.end;
+        let mut failure = None;
+        for index in 0..count {
+            let sequence = first + index as u64;
+            match record::frame(&mut self.tail.bytes, sequence, |buf| encode(index, buf)) {
+                Ok(size) if end + size as u64 <= head.len => end += size as u64,
+                Ok(_) => break,
+                Err(FrameError::Encode(error)) => {
+                    failure = Some(AppendError::Encode(error));
+                    break;
+                }
+                Err(FrameError::TooLarge(bytes)) => {
+                    failure = Some(AppendError::TooLarge(bytes));
+                    break;
+                }
+            }
+            if index + 1 == count {
+                self.start_tail(first);
+                self.tail.records = records + count as u64;
+                self.head.end = end;
+                self.next_sequence = first + count as u64;
+                return Ok(Some(first..self.next_sequence));
+            }
+        }
+        self.tail.bytes.truncate(start);
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(None),
+        }
+    }
+
     /// Frames records whose payloads lie one after another in `payloads` (`lens` long each),
     /// with the next sequence numbers, contiguous. Returns their numbers. All or none: on
     /// error nothing is framed.

@@ -153,6 +153,20 @@ impl Spill {
         Ok(sequence)
     }
 
+    /// Frames a batch straight into the tail if it fits in the head segment (see
+    /// [`SpillBuffer::append_in_head`]).
+    pub(crate) fn append_in_head<E>(
+        &mut self,
+        count: usize,
+        encode: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Option<std::ops::Range<u64>>, AppendError<E>> {
+        let range = self.buffer.append_in_head(count, encode)?;
+        if self.buffer.tail_is_full() {
+            self.buffer.seal();
+        }
+        Ok(range)
+    }
+
     /// Frames a batch (see [`SpillBuffer::append_all`]).
     pub(crate) fn append_all<E>(
         &mut self,
