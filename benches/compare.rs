@@ -194,7 +194,10 @@ impl OrderCheck {
         let id = record.id();
         let producers = self.last.len() as u64;
         let slot = &mut self.last[(id % producers) as usize];
-        assert!(slot.is_none_or(|last| id > last), "record {id} out of order");
+        assert!(
+            slot.is_none_or(|last| id > last),
+            "record {id} out of order"
+        );
         *slot = Some(id);
         self.count += 1;
     }

@@ -4,7 +4,9 @@ use spillq::Queue;
 use std::path::Path;
 
 fn copy_of(fixture: &str) -> tempfile::TempDir {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(fixture);
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(fixture);
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(&from).unwrap() {
         let entry = entry.unwrap();
@@ -27,7 +29,9 @@ fn a_format_v1_queue_from_the_first_edition_opens_with_its_items_and_its_unackno
     let expected: Vec<(u64, String)> = (100..300).map(|id| (id, format!("item {id}"))).collect();
     assert_eq!(items, expected);
     // It goes on: new items after the old ones, through a reopen.
-    queue.put_all((300..310).map(|id| (id, format!("item {id}")))).unwrap();
+    queue
+        .put_all((300..310).map(|id| (id, format!("item {id}"))))
+        .unwrap();
     queue.close().unwrap();
     let queue = Queue::<(u64, String)>::open(dir.path()).unwrap();
     let items: Vec<u64> = queue.try_iter().map(|item| item.unwrap().0).collect();

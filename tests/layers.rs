@@ -188,6 +188,9 @@ fn imports_flow_down_the_layers_and_no_modules_import_each_other_in_a_circle() {
     let mut done = BTreeSet::new();
     for node in graph.keys() {
         let circle = visit(node, &graph, &mut Vec::new(), &mut done);
-        assert!(circle.is_none(), "modules import each other in a circle: {circle:?}");
+        assert!(
+            circle.is_none(),
+            "modules import each other in a circle: {circle:?}"
+        );
     }
 }

@@ -251,7 +251,8 @@ impl<T: Send + 'static> Engine<T> {
             }
             state.spill.want_durable(end);
             self.wake_spill(&state);
-            return match self.wait_durable(state, end) {
+            let (_state, durable) = self.wait_durable(state, end);
+            return match durable {
                 Ok(()) => Ok(()),
                 Err(error) => Err(Refused::Failed(items, error)),
             };
@@ -269,16 +270,20 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// Waits until records before `end` are fsynced.
-    fn wait_durable(&self, mut state: MutexGuard<'_, State<T>>, end: u64) -> Result<(), Error> {
+    fn wait_durable<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        end: u64,
+    ) -> (MutexGuard<'a, State<T>>, Result<(), Error>) {
         loop {
             if state.spill.is_durable(end) {
-                return Ok(());
+                return (state, Ok(()));
             }
             if let Some(failure) = state.spill.failure() {
-                return Err(failure);
+                return (state, Err(failure));
             }
             if state.spill.is_stopped() {
-                return Err(Error::Closed);
+                return (state, Err(Error::Closed));
             }
             state.progress_waiting += 1;
             state = self.wait(&self.progress, state, None).0;

@@ -551,7 +551,9 @@ mod tests {
     fn read(buffer: &SpillBuffer, sequence: u64) -> Vec<(u64, usize)> {
         let mut cursor = SpillBuffer::cursor_at(sequence);
         let mut got = Vec::new();
-        buffer.read(&mut cursor, usize::MAX, |s, payload| got.push((s, payload.len())));
+        buffer.read(&mut cursor, usize::MAX, |s, payload| {
+            got.push((s, payload.len()))
+        });
         got
     }
 
@@ -595,7 +597,10 @@ mod tests {
         assert_eq!(sealed[0].end_sequence(), 1);
         buffer.seal();
         let rolled = buffer.sealed().nth(1).unwrap();
-        assert_eq!((rolled.segment, rolled.offset, rolled.rolls), (1, HEADER, Some(7)));
+        assert_eq!(
+            (rolled.segment, rolled.offset, rolled.rolls),
+            (1, HEADER, Some(7))
+        );
         assert_eq!(read(&buffer, 0), [(0, 10), (1, 30)]);
         // A stale offer of the claimed spare changes nothing.
         buffer.offer_spare(7, SEGMENT);
@@ -656,7 +661,10 @@ mod tests {
         assert_eq!(put(&mut buffer, 10).unwrap(), 9);
         buffer.seal();
         let first = buffer.sealed().next().unwrap();
-        assert_eq!((first.segment, first.offset, first.first_sequence), (5, 200, 9));
+        assert_eq!(
+            (first.segment, first.offset, first.first_sequence),
+            (5, 200, 9)
+        );
     }
 
     #[test]

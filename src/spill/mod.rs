@@ -97,6 +97,9 @@ pub(crate) struct Spill {
     durable_end: u64,
     /// Producers under `EveryPut` wait for records before this one to be fsynced.
     durable_wanted: u64,
+    /// The records each `EveryPut` producer waits for (the end of its put), ascending: those
+    /// not yet fsynced.
+    durable_ends: std::collections::VecDeque<u64>,
     syncs_requested: u64,
     syncs_done: u64,
     /// The segments producers wait for.
@@ -126,6 +129,7 @@ impl Spill {
             progress,
             durable_end: written,
             durable_wanted: written,
+            durable_ends: std::collections::VecDeque::new(),
             syncs_requested: 0,
             syncs_done: 0,
             segment_wanted: None,
@@ -212,9 +216,10 @@ impl Spill {
         })
     }
 
-    /// Producers under `EveryPut` wait for records before `end`.
+    /// A producer under `EveryPut` waits for records before `end`.
     pub(crate) fn want_durable(&mut self, end: u64) {
         self.durable_wanted = self.durable_wanted.max(end);
+        self.durable_ends.push_back(end);
     }
 
     /// Whether records before `end` are fsynced.

@@ -64,7 +64,13 @@ pub(crate) struct SpillThread<H: Host> {
     rolled: bool,
     /// Making a spare ahead of need failed: try again only when space may have been freed.
     ahead_blocked: bool,
+    /// `EveryPut` producers waiting when the last fsync ended.
+    last_group: usize,
 }
+
+/// Longest wait for more durable puts before an fsync (see `gather`): short next to an fsync,
+/// long enough for the producers an fsync woke to be scheduled and put again.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
 
 impl<H: Host> SpillThread<H> {
     pub(crate) fn new(host: Arc<H>, writer: LogWriter, settings: Settings) -> Self {
@@ -80,6 +86,7 @@ impl<H: Host> SpillThread<H> {
             tick_pending: false,
             rolled: false,
             ahead_blocked: false,
+            last_group: 0,
         }
     }
 
@@ -90,6 +97,7 @@ impl<H: Host> SpillThread<H> {
             let round = {
                 let mut guard = host.lock();
                 loop {
+                    guard = self.gather(&host, guard);
                     if let Some(round) = self.plan(&mut guard) {
                         break round;
                     }
@@ -104,6 +112,31 @@ impl<H: Host> SpillThread<H> {
                 break;
             }
         }
+    }
+
+    /// Group commit: before an fsync that `EveryPut` producers wait for, gives the producers
+    /// the last fsync released a moment (at most [`GATHER_WAIT`]) to put their next items, so
+    /// that they share this fsync instead of waiting for the next; without it, producers
+    /// released by one fsync and those that put during it settle into taking turns, two groups
+    /// of half the size. Each durable put wakes the thread to count again.
+    fn gather<'a>(&self, host: &'a H, mut guard: H::Guard<'a>) -> H::Guard<'a> {
+        let gathering = |spill: &Spill| {
+            spill.durable_wanted > spill.durable_end
+                && spill.durable_ends.len() < self.last_group
+                && spill.syncs_requested == spill.syncs_done
+                && !spill.stopping
+                && spill.failure.is_none()
+        };
+        if !gathering(&guard) {
+            return guard;
+        }
+        let deadline = Instant::now() + GATHER_WAIT;
+        while gathering(&guard) && Instant::now() < deadline {
+            guard.idle = true;
+            guard = host.sleep(guard, Some(deadline));
+            guard.idle = false;
+        }
+        guard
     }
 
     /// Takes what there is to do, or `None` if nothing is.
@@ -310,6 +343,16 @@ impl<H: Host> SpillThread<H> {
         }
         if outcome.flushed {
             spill.durable_end = spill.progress.end_sequence;
+            // Those this fsync releases, and those that put while it ran: all of them are
+            // back for the next one (see `gather`).
+            self.last_group = spill.durable_ends.len();
+            while spill
+                .durable_ends
+                .front()
+                .is_some_and(|&end| end <= spill.durable_end)
+            {
+                spill.durable_ends.pop_front();
+            }
             // A sync is done only with its checkpoint durable too.
             if outcome.failed.is_none() {
                 spill.syncs_done = spill.syncs_done.max(syncs);
