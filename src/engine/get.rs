@@ -31,7 +31,10 @@ pub(crate) struct Handed<T> {
 impl<T: Send + 'static> Engine<T> {
     /// Waits until the ring has a head (refilled from disk if need be), or `wait` runs out
     /// (`Ok` with an empty ring).
-    fn wait_for_head(&self, wait: Wait) -> Result<MutexGuard<'_, State<T>>, Error> {
+    /// With `in_ring`, a head in the lane is moved into the ring first (fast mode left); else
+    /// the head may be the lane's, which a consumer without the lock may take first: the
+    /// caller then waits again.
+    fn wait_for_head(&self, wait: Wait, in_ring: bool) -> Result<MutexGuard<'_, State<T>>, Error> {
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -39,6 +42,13 @@ impl<T: Send + 'static> Engine<T> {
             }
             if !state.ring.is_empty() {
                 return Ok(state);
+            }
+            if state.fast && !self.lane.is_empty() {
+                if !in_ring {
+                    return Ok(state);
+                }
+                self.leave_fast(&mut state);
+                continue;
             }
             if state.disk_only() > 0 {
                 self.refill(&mut state)?;
@@ -54,11 +64,21 @@ impl<T: Send + 'static> Engine<T> {
             if put_meanwhile || !state.ring.is_empty() || state.disk_only() > 0 || state.closed {
                 continue;
             }
+            // Counted first, then one more look at the lane (see `Lane::register_waiter`).
+            let fast = state.fast;
+            if fast && !self.lane.register_waiter() {
+                self.lane.unregister_waiter();
+                continue;
+            }
             state.consumers_waiting += 1;
             let (guard, timed_out) = self.wait(&self.items, state, deadline);
             state = guard;
             state.consumers_waiting -= 1;
-            if timed_out && state.ring.is_empty() && state.disk_only() == 0 {
+            if fast {
+                self.lane.unregister_waiter();
+            }
+            if timed_out && state.ring.is_empty() && self.lane.is_empty() && state.disk_only() == 0
+            {
                 return if state.closed {
                     Err(Error::Closed)
                 } else {
@@ -71,7 +91,7 @@ impl<T: Send + 'static> Engine<T> {
     /// Spins, then yields, for a short while until a put happens. Returns whether one did.
     fn watch_for_put(&self, seen: u64, deadline: Option<Instant>) -> bool {
         for step in 0..SPINS + YIELDS {
-            if self.puts.load(Ordering::Acquire) != seen {
+            if self.puts.load(Ordering::Acquire) != seen || !self.lane.is_empty() {
                 return true;
             }
             if step < SPINS {
@@ -156,9 +176,15 @@ impl<T: Send + 'static> Engine<T> {
         }
     }
 
-    /// Takes the head slot out of the ring.
-    fn pop_head(state: &mut State<T>) -> Option<Slot<T>> {
-        let slot = state.ring.pop_front()?;
+    /// Takes the head slot out of the ring, or in fast mode out of the lane.
+    fn pop_head(&self, state: &mut State<T>) -> Option<Slot<T>> {
+        let Some(slot) = state.ring.pop_front() else {
+            let item = if state.fast { self.lane.pop() } else { None };
+            return item.map(|item| Slot::Item {
+                item,
+                written: Written::No,
+            });
+        };
         if let Some(sequence) = slot.sequence() {
             state.returned.remove(&sequence);
         }
@@ -184,10 +210,30 @@ impl<T: Send + 'static> Engine<T> {
 
     /// `get`, `try_get`, `get_timeout`: `Ok(None)` when nothing came in time.
     pub(crate) fn get(&self, wait: Wait) -> Result<Option<T>, Error> {
-        let mut state = self.wait_for_head(wait)?;
-        match Self::pop_head(&mut state) {
-            Some(slot) => self.finish_take(&mut state, slot).map(Some),
-            None => Ok(None),
+        // In memory only, the head is the lane's: taken without the lock, and with nothing to
+        // record (an item only in memory leaves the read cursor where it was).
+        if let Some(item) = self.lane.pop_without_lock() {
+            return Ok(Some(item));
+        }
+        let Some((mut state, slot)) = self.take(wait)? else {
+            return Ok(None);
+        };
+        let taken = self.finish_take(&mut state, slot);
+        self.enter_fast(&mut state);
+        taken.map(Some)
+    }
+
+    /// Waits for the head as `wait` allows and takes it out: `None` if nothing came in time.
+    fn take(&self, wait: Wait) -> Result<Option<(MutexGuard<'_, State<T>>, Slot<T>)>, Error> {
+        loop {
+            let mut state = self.wait_for_head(wait, false)?;
+            if let Some(slot) = self.pop_head(&mut state) {
+                return Ok(Some((state, slot)));
+            }
+            // Nothing in time, or a consumer without the lock took the lane's head first.
+            if !wait.may_wait() {
+                return Ok(None);
+            }
         }
     }
 
@@ -197,7 +243,16 @@ impl<T: Send + 'static> Engine<T> {
         if max == 0 {
             return Ok(items);
         }
-        let mut state = self.wait_for_head(wait)?;
+        let Some((mut state, first)) = self.take(wait)? else {
+            return Ok(items);
+        };
+        match first {
+            Slot::Item { item, .. } => items.push(item),
+            undecodable => {
+                let taken = self.finish_take(&mut state, undecodable);
+                return taken.map(|item| vec![item]);
+            }
+        }
         while items.len() < max {
             if state.ring.is_empty() && state.disk_only() > 0 {
                 self.refill(&mut state)?;
@@ -210,7 +265,7 @@ impl<T: Send + 'static> Engine<T> {
             {
                 continue;
             }
-            match Self::pop_head(&mut state) {
+            match self.pop_head(&mut state) {
                 Some(Slot::Item { item, .. }) => items.push(item),
                 Some(undecodable) => {
                     return self
@@ -223,12 +278,14 @@ impl<T: Send + 'static> Engine<T> {
         if !items.is_empty() {
             self.removed(&mut state, items.len() as u64);
         }
+        self.enter_fast(&mut state);
         Ok(items)
     }
 
     /// The head item, not removed: a copy through the codec (so `T` need not be `Clone`).
     pub(crate) fn peek(&self, wait: Wait) -> Result<Option<T>, Error> {
-        let state = self.wait_for_head(wait)?;
+        // The head stays where it is while it is copied: in the ring, not the lane.
+        let state = self.wait_for_head(wait, true)?;
         match state.ring.front() {
             None => Ok(None),
             Some(Slot::Item { item, .. }) => {
@@ -259,8 +316,9 @@ impl<T: Send + 'static> Engine<T> {
         if state.closed {
             return Err(Error::Closed);
         }
+        self.leave_fast(&mut state);
         let mut removed = 0;
-        while removed < n && Self::pop_head(&mut state).is_some() {
+        while removed < n && self.pop_head(&mut state).is_some() {
             removed += 1;
         }
         let from_disk = usize::try_from(state.disk_only())
@@ -269,15 +327,17 @@ impl<T: Send + 'static> Engine<T> {
         state.loaded += from_disk as u64;
         removed += from_disk;
         self.removed(&mut state, removed as u64);
+        self.enter_fast(&mut state);
         Ok(removed)
     }
 
     /// Takes the head item for acknowledged delivery. It must survive a crash while out, so an
     /// item only in memory is written first.
     pub(crate) fn get_ack(&self, wait: Wait) -> Result<Option<Handed<T>>, Error> {
-        let mut state = self.wait_for_head(wait)?;
+        // The item is written below if only in memory: the ring must hold every such item.
+        let mut state = self.wait_for_head(wait, true)?;
         loop {
-            let (item, written) = match Self::pop_head(&mut state) {
+            let (item, written) = match self.pop_head(&mut state) {
                 None => return Ok(None),
                 Some(Slot::Item { item, written }) => (item, written),
                 Some(undecodable) => {
@@ -337,6 +397,7 @@ impl<T: Send + 'static> Engine<T> {
             // `clear` removed everything, this item included.
             return Ok(());
         }
+        self.leave_fast(&mut state);
         state.deliveries_out -= 1;
         if let Some(sequence) = sequence {
             state.unacked.remove(&sequence);
@@ -362,7 +423,10 @@ impl<T: Send + 'static> Engine<T> {
                     self.items.notify_one();
                 }
             }
-            None => self.removed(&mut state, 1),
+            None => {
+                self.removed(&mut state, 1);
+                self.enter_fast(&mut state);
+            }
         }
         Ok(())
     }

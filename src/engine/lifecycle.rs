@@ -51,7 +51,7 @@ pub struct Stats {
 
 impl<T: Send + 'static> Engine<T> {
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().len() + self.lane.len()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -60,9 +60,10 @@ impl<T: Send + 'static> Engine<T> {
 
     pub(crate) fn stats(&self) -> Stats {
         let state = self.lock();
+        let lane = self.lane.len();
         Stats {
-            len: state.len(),
-            in_memory: state.ring.len(),
+            len: state.len() + lane,
+            in_memory: state.ring.len() + lane,
             on_disk: state.disk_only(),
             unacked: state.deliveries_out,
             segments: state.spill.segments(),
@@ -117,10 +118,11 @@ impl<T: Send + 'static> Engine<T> {
     /// Returns once every item put before the call and not yet removed, and the read cursor,
     /// are on stable storage. An item held in memory that could not be encoded is reported.
     pub(crate) fn sync(&self) -> Result<(), Error> {
-        let state = self.lock();
+        let mut state = self.lock();
         if state.closed {
             return Err(Error::Closed);
         }
+        self.leave_fast(&mut state);
         let (mut state, written) = self.write_all_memory(state);
         written?;
         let failures = std::mem::take(&mut state.codec_failures);
@@ -143,6 +145,7 @@ impl<T: Send + 'static> Engine<T> {
         if state.closed {
             return Err(Error::Closed);
         }
+        self.leave_fast(&mut state);
         state.ring.clear();
         state.loaded = state.spill.next_sequence();
         state.unacked.clear();
@@ -154,16 +157,19 @@ impl<T: Send + 'static> Engine<T> {
             self.room.notify_all();
         }
         let request = state.spill.request_sync();
-        self.wait_synced(state, request).1
+        let (mut state, synced) = self.wait_synced(state, request);
+        self.enter_fast(&mut state);
+        synced
     }
 
     /// Syncs, stops the spill thread and releases the directory. Blocked callers wake with
     /// `Closed`, and every later call gets it.
     pub(crate) fn close(&self) -> Result<(), Error> {
-        let state = self.lock();
+        let mut state = self.lock();
         if state.closed {
             return Err(Error::Closed);
         }
+        self.leave_fast(&mut state);
         let (mut state, written) = self.write_all_memory(state);
         state.closed = true;
         let failures = std::mem::take(&mut state.codec_failures);

@@ -7,6 +7,13 @@
 //! conditions: `items` (consumers), `room` (producers at `max_len`, or waiting for a segment),
 //! `progress` (`EveryPut` fsyncs, `sync`), and the spill thread's own.
 //!
+//! While the queue runs in memory only, its items live in the lane (`spill/lane.rs`), a
+//! lock-free ring that producers push to and consumers pop from without the lock ("fast
+//! mode"). Its gates are open only while the ring is empty, nothing is disk-only, and no item
+//! given back waits; anything else first closes them and moves what the lane holds into the
+//! ring (`leave_fast`), under the lock; a consumer that empties the ring opens them again
+//! (`enter_fast`). Queues with `max_len` or `EveryPut` never use the lane.
+//!
 //! Invariants (under the lock):
 //! - Log records `[loaded, next_sequence)` are only on disk ("disk-only"); every record before
 //!   `loaded` is in the ring, out with a consumer, or removed.
@@ -29,6 +36,7 @@ use crate::config::{Config, Durability};
 use crate::error::{CodecError, Error};
 use crate::log::{CheckpointState, Counters, LogReader, LogWriter, SharedStorage};
 use crate::spill::buffer::{AppendError, BufferCursor, SpillBuffer, Want};
+use crate::spill::lane::Lane;
 use crate::spill::ring::{Ring, Slot, Written};
 use crate::spill::{Events, Host, ReadCursor, Settings, Spill, SpillThread};
 use std::collections::BTreeSet;
@@ -61,6 +69,8 @@ pub(crate) struct State<T> {
     /// Bumped by `clear`, so a late `nack` of a cleared item does not bring it back.
     epoch: u64,
     closed: bool,
+    /// Whether the lane's gates are open (fast mode; see the module docs).
+    fast: bool,
     /// Callers asleep on each condition.
     consumers_waiting: usize,
     producers_waiting: usize,
@@ -129,6 +139,8 @@ impl<T> State<T> {
 /// Everything the handles of one queue share.
 pub(crate) struct Engine<T> {
     state: Mutex<State<T>>,
+    /// The items of a queue in memory only, without the lock (see the module docs).
+    lane: Lane<T>,
     items: Condvar,
     room: Condvar,
     progress: Condvar,
@@ -141,9 +153,13 @@ pub(crate) struct Engine<T> {
     spill_thread: Mutex<Option<JoinHandle<()>>>,
     /// Live `Queue` handles; the last one to go closes the queue.
     handles: AtomicUsize,
-    /// Puts so far: a consumer about to sleep watches it for a moment first.
+    /// Puts through the lock so far: a consumer about to sleep watches it for a moment first.
     puts: AtomicU64,
 }
+
+/// Items the lane holds at most: the whole cache up to this, so that a queue of the default
+/// size runs in memory without the lock, while a larger cache does not preallocate its slots.
+const MAX_LANE: usize = 4096;
 
 /// The locked state, as the spill thread sees it.
 pub(crate) struct SpillGuard<'a, T>(MutexGuard<'a, State<T>>);
@@ -178,6 +194,7 @@ impl<T: Send + 'static> Host for Engine<T> {
     }
 
     fn write_memory(&self, guard: &mut SpillGuard<'_, T>) -> Result<(), Want> {
+        self.leave_fast(&mut guard.0);
         self.write_memory(&mut guard.0)
     }
 
@@ -240,6 +257,10 @@ impl<T: Send + 'static> Engine<T> {
             checkpoint_every_removals: config.checkpoint_every_removals,
         };
         let buffer = SpillBuffer::new(opened.next_sequence, opened.head, config.segment_size_bytes);
+        let lane_allowed = config.cache_size > 0
+            && config.max_len.is_none()
+            && config.durability != Durability::EveryPut;
+        let lane = Lane::with_capacity(lane_allowed.then(|| config.cache_size.min(MAX_LANE)));
         let engine = Arc::new(Self {
             state: Mutex::new(State {
                 ring,
@@ -253,12 +274,14 @@ impl<T: Send + 'static> Engine<T> {
                 deliveries_out: 0,
                 epoch: 0,
                 closed: false,
+                fast: false,
                 consumers_waiting: 0,
                 producers_waiting: 0,
                 progress_waiting: 0,
                 codec_failures: Vec::new(),
                 undecodable,
             }),
+            lane,
             items: Condvar::new(),
             room: Condvar::new(),
             progress: Condvar::new(),
@@ -281,6 +304,7 @@ impl<T: Send + 'static> Engine<T> {
             .spill_thread
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        engine.enter_fast(&mut engine.lock());
         Ok(engine)
     }
 
@@ -331,6 +355,38 @@ impl<T: Send + 'static> Engine<T> {
                     .unwrap_or_else(|e| e.into_inner());
                 (guard, Instant::now() >= deadline)
             }
+        }
+    }
+
+    /// Closes the lane's gates and moves what it holds into the ring (young end, only in
+    /// memory), so the ring holds every item in memory again. A pop without the lock that
+    /// claimed its slot before the gate closed still returns its item: it is older than
+    /// everything moved.
+    fn leave_fast(&self, state: &mut State<T>) {
+        if state.fast {
+            self.lane.close();
+            self.lane.close_pops();
+            state.fast = false;
+        }
+        while let Some(item) = self.lane.pop() {
+            state.ring.push_new(item);
+        }
+    }
+
+    /// Opens the lane's gates if the queue is in memory only with nothing in the ring (see
+    /// the module docs).
+    fn enter_fast(&self, state: &mut State<T>) {
+        if !state.fast
+            && self.lane.capacity() > 0
+            && !state.closed
+            && state.ring.is_empty()
+            && state.disk_only() == 0
+            && state.returned.is_empty()
+            && state.spill.failure().is_none()
+        {
+            self.lane.open();
+            self.lane.open_pops();
+            state.fast = true;
         }
     }
 

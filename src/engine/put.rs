@@ -10,6 +10,7 @@ use super::{Engine, State};
 use crate::error::Error;
 use crate::log::record::MAX_PAYLOAD_BYTES;
 use crate::spill::buffer::{AppendError, Want};
+use crate::spill::lane::Lane;
 use crate::spill::ring::Ring;
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
@@ -31,6 +32,14 @@ impl Wait {
 
     pub(crate) fn forever() -> Self {
         Self::Until(None)
+    }
+
+    /// Whether a call may still wait: its time has not run out.
+    pub(super) fn may_wait(self) -> bool {
+        match self {
+            Self::No => false,
+            Self::Until(deadline) => deadline.is_none_or(|d| Instant::now() < d),
+        }
     }
 
     /// The deadline of a call that may wait (`None` inside: forever), or `None` if it may not.
@@ -71,6 +80,8 @@ pub(super) fn too_large(bytes: usize) -> Error {
 pub(crate) trait Items<T>: Sized {
     fn count(&self) -> usize;
     fn into_ring(self, ring: &mut Ring<T>);
+    /// Hands the items over through the lane, if they can go that way now.
+    fn into_lane(self, lane: &Lane<T>) -> Result<(), Self>;
     /// Frames the items into the spill buffer, all or none. Returns the end of their
     /// sequence numbers.
     fn frame(
@@ -87,6 +98,10 @@ impl<T: Send + 'static> Items<T> for T {
 
     fn into_ring(self, ring: &mut Ring<T>) {
         ring.push_new(self);
+    }
+
+    fn into_lane(self, lane: &Lane<T>) -> Result<(), Self> {
+        lane.push(self)
     }
 
     fn frame(
@@ -160,6 +175,11 @@ impl<T: Send + 'static> Items<T> for Many<T> {
         }
     }
 
+    /// Never: a batch must stay contiguous, and lane pushes from two producers interleave.
+    fn into_lane(self, _lane: &Lane<T>) -> Result<(), Self> {
+        Err(self)
+    }
+
     fn frame(
         &mut self,
         engine: &Engine<T>,
@@ -189,7 +209,22 @@ impl<T: Send + 'static> Items<T> for Many<T> {
 
 impl<T: Send + 'static> Engine<T> {
     /// The one path of every put. See the module docs.
-    pub(crate) fn put<I: Items<T>>(&self, mut items: I, wait: Wait) -> Result<(), Refused<I>> {
+    pub(crate) fn put<I: Items<T>>(&self, items: I, wait: Wait) -> Result<(), Refused<I>> {
+        // In memory only: no lock (see the module docs of `engine`).
+        let items = match items.into_lane(&self.lane) {
+            Ok(()) => {
+                self.after_lane_push();
+                return Ok(());
+            }
+            Err(items) => items,
+        };
+        self.put_locked(items, wait)
+    }
+
+    /// The rest of `put`, under the lock: a function of its own, so that the lane's path stays
+    /// small.
+    #[inline(never)]
+    fn put_locked<I: Items<T>>(&self, mut items: I, wait: Wait) -> Result<(), Refused<I>> {
         let count = items.count();
         let mut state = self.lock();
         loop {
@@ -211,6 +246,18 @@ impl<T: Send + 'static> Engine<T> {
                     return Err(Refused::Full(items));
                 }
                 continue;
+            }
+            if state.fast {
+                // The lane may have room again, or another put closed its gates meanwhile.
+                items = match items.into_lane(&self.lane) {
+                    Ok(()) => {
+                        drop(state);
+                        self.after_lane_push();
+                        return Ok(());
+                    }
+                    Err(items) => items,
+                };
+                self.leave_fast(&mut state);
             }
             // Under EveryPut every item goes through disk, so the caller keeps it until it is
             // durable and gets it back if it cannot be made so.
@@ -298,6 +345,16 @@ impl<T: Send + 'static> Engine<T> {
             let len = state.len() + state.deliveries_out;
             len > 0 && len + count > max
         })
+    }
+
+    /// After an item went through the lane: wake a consumer that sleeps, or is about to (see
+    /// `Lane::register_waiter`).
+    fn after_lane_push(&self) {
+        if self.lane.wake_wanted() {
+            // Under the lock, so the consumer is either asleep or has not looked yet.
+            drop(self.lock());
+            self.items.notify_one();
+        }
     }
 
     /// After items went in: wake the consumers that sleep.

@@ -8,6 +8,7 @@
 //! imports the engine.
 
 pub(crate) mod buffer;
+pub(crate) mod lane;
 pub(crate) mod ring;
 mod thread;
 
