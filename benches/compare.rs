@@ -212,6 +212,14 @@ trait Queue<I>: Send + Sync {
     fn put(&self, records: Vec<I>);
     /// Takes up to `max` records, waiting for at least one.
     fn take(&self, max: usize) -> Vec<I>;
+    /// One record per call (the call users make most), without the `Vec` of `put`.
+    fn put_one(&self, record: I) {
+        self.put(vec![record]);
+    }
+    /// Takes one record, waiting for it, without the `Vec` of `take`.
+    fn take_one(&self) -> I {
+        self.take(1).pop().unwrap()
+    }
     /// Called by a producer after its last `put`: makes what it put visible to consumers.
     fn flush(&self) {}
     /// What the queue reports of the run, for the child's `RESULT` line.
@@ -243,6 +251,14 @@ impl<I: Item> Queue<I> for Spillq<I> {
         }
     }
 
+    fn put_one(&self, record: I) {
+        self.queue.put(record).unwrap();
+    }
+
+    fn take_one(&self) -> I {
+        self.queue.get().unwrap()
+    }
+
     fn report(&self) -> String {
         // Sequence numbers go only to items written to disk.
         format!("spilled={}", self.queue.stats().next_sequence)
@@ -266,6 +282,14 @@ impl<I: Item> Queue<I> for Crossbeam<I> {
         let mut out = vec![first];
         out.extend(self.receive.try_iter().take(max - 1));
         out
+    }
+
+    fn put_one(&self, record: I) {
+        self.send.send(record).unwrap();
+    }
+
+    fn take_one(&self) -> I {
+        self.receive.recv().unwrap()
     }
 }
 
@@ -301,8 +325,21 @@ impl<I: Item> Queue<I> for Hopper<I> {
             let _ = self.send.lock().unwrap().flush();
         }
         // hopper's iterator blocks, and has no batch form: one at a time.
+        vec![self.take_one()]
+    }
+
+    fn put_one(&self, record: I) {
+        if self.send.lock().unwrap().send(record).is_err() {
+            panic!("hopper refused a record");
+        }
+    }
+
+    fn take_one(&self) -> I {
+        if self.finished.load(Ordering::Acquire) {
+            let _ = self.send.lock().unwrap().flush();
+        }
         let mut receive = self.receive.lock().unwrap();
-        vec![receive.iter().next().unwrap()]
+        receive.iter().next().unwrap()
     }
 }
 
@@ -338,6 +375,19 @@ impl<I: Item> Queue<I> for Yaque {
             records
         }
     }
+
+    fn put_one(&self, record: I) {
+        let mut send = self.send.lock().unwrap();
+        futures::executor::block_on(send.send(record.into_bytes())).unwrap();
+    }
+
+    fn take_one(&self) -> I {
+        let mut receive = self.receive.lock().unwrap();
+        let guard = futures::executor::block_on(receive.recv()).unwrap();
+        let record = I::from_slice(&guard);
+        guard.commit().unwrap();
+        record
+    }
 }
 
 /// queue-file: one file, `&mut self`, so a mutex around it; consumers poll.
@@ -366,6 +416,23 @@ impl<I: Item> Queue<I> for QueueFile {
             std::thread::yield_now();
         }
     }
+
+    fn put_one(&self, record: I) {
+        self.0.lock().unwrap().add(&record.into_bytes()).unwrap();
+    }
+
+    fn take_one(&self) -> I {
+        loop {
+            let mut queue = self.0.lock().unwrap();
+            let record = queue.iter().next().map(|b| I::from_slice(&b));
+            if let Some(record) = record {
+                queue.remove().unwrap();
+                return record;
+            }
+            drop(queue);
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// disk-queue: `&self` methods; consumers poll.
@@ -389,6 +456,19 @@ impl<I: Item> Queue<I> for DiskQueue {
             }
             if !out.is_empty() {
                 return out;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn put_one(&self, record: I) {
+        self.0.enqueue(record.into_bytes());
+    }
+
+    fn take_one(&self) -> I {
+        loop {
+            if let Some(bytes) = self.0.dequeue() {
+                return I::from_vec(bytes);
             }
             std::thread::yield_now();
         }
@@ -489,7 +569,11 @@ fn run_concurrent<I: Item>(
                 while lead.is_some_and(|lead| last >= taken.load(Ordering::Acquire) + lead) {
                     std::thread::yield_now();
                 }
-                queue.put(chunk.iter().map(|&id| I::make(&payloads, id)).collect());
+                if batch == 1 {
+                    queue.put_one(I::make(&payloads, last));
+                } else {
+                    queue.put(chunk.iter().map(|&id| I::make(&payloads, id)).collect());
+                }
             });
             queue.flush();
             0
@@ -510,6 +594,12 @@ fn run_concurrent<I: Item>(
         handles.push(std::thread::spawn(move || {
             let mut check = OrderCheck::new(threads);
             while check.count < take {
+                if batch == 1 {
+                    let record = queue.take_one();
+                    taken.fetch_add(1, Ordering::Release);
+                    check.see(&payloads, &record);
+                    continue;
+                }
                 let want = batch.min((take - check.count) as usize);
                 let records = queue.take(want);
                 taken.fetch_add(records.len() as u64, Ordering::Release);
@@ -532,12 +622,22 @@ fn run_sequential<I: Item>(peer: &str, dir: &Path, cache: usize, n: u64) -> f64 
     let queue = open_peer::<I>(peer, dir, cache);
     let batch = batch_size(peer);
     let started = Instant::now();
-    for_batches(0, n, 1, batch, |chunk| {
-        queue.put(chunk.iter().map(|&id| I::make(&payloads, id)).collect());
-    });
+    if batch == 1 {
+        for id in 0..n {
+            queue.put_one(I::make(&payloads, id));
+        }
+    } else {
+        for_batches(0, n, 1, batch, |chunk| {
+            queue.put(chunk.iter().map(|&id| I::make(&payloads, id)).collect());
+        });
+    }
     queue.flush();
     let mut check = OrderCheck::new(1);
     while check.count < n {
+        if batch == 1 {
+            check.see(&payloads, &queue.take_one());
+            continue;
+        }
         let want = batch.min((n - check.count) as usize);
         for record in queue.take(want) {
             check.see(&payloads, &record);

@@ -352,7 +352,7 @@ impl<T: Send + 'static> Engine<T> {
                 Written::No => match state.spill.append(|buf| self.codec.encode(&item, buf)) {
                     Ok(sequence) => {
                         state.loaded = state.spill.next_sequence();
-                        self.wake_spill(&state);
+                        self.wake_spill(&mut state);
                         Some(sequence)
                     }
                     Err(AppendError::NeedsSegments(want)) => {

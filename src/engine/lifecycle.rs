@@ -98,7 +98,7 @@ impl<T: Send + 'static> Engine<T> {
         mut state: MutexGuard<'a, State<T>>,
         request: u64,
     ) -> (MutexGuard<'a, State<T>>, Result<(), Error>) {
-        self.wake_spill(&state);
+        self.wake_spill(&mut state);
         loop {
             if state.spill.is_synced(request) {
                 return (state, Ok(()));

@@ -391,8 +391,8 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// Wakes the spill thread if it sleeps with work to do.
-    fn wake_spill(&self, state: &State<T>) {
-        if state.spill.needs_wake() {
+    fn wake_spill(&self, state: &mut State<T>) {
+        if state.spill.take_wake() {
             self.spill_wake.notify_one();
         }
     }

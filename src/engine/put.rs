@@ -293,11 +293,11 @@ impl<T: Send + 'static> Engine<T> {
             };
             self.after_put(&state, count);
             if !self.every_put() {
-                self.wake_spill(&state);
+                self.wake_spill(&mut state);
                 return Ok(());
             }
             state.spill.want_durable(end);
-            self.wake_spill(&state);
+            self.wake_spill(&mut state);
             let (_state, durable) = self.wait_durable(state, end);
             return match durable {
                 Ok(()) => Ok(()),
@@ -359,7 +359,9 @@ impl<T: Send + 'static> Engine<T> {
 
     /// After items went in: wake the consumers that sleep.
     fn after_put(&self, state: &State<T>, count: usize) {
-        self.puts.fetch_add(1, Ordering::Release);
+        // Written only under the lock: a plain store, not a read-modify-write.
+        let puts = self.puts.load(Ordering::Relaxed);
+        self.puts.store(puts.wrapping_add(1), Ordering::Release);
         if state.consumers_waiting > 0 {
             if count == 1 {
                 self.items.notify_one();

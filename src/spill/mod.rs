@@ -260,20 +260,32 @@ impl Spill {
     pub(crate) fn removed(&mut self, count: u64, every: u64) -> bool {
         let before = self.removals;
         self.removals += count;
-        self.idle && before < every && self.removals >= every
+        let wake = self.idle && before < every && self.removals >= every;
+        if wake {
+            self.idle = false;
+        }
+        wake
     }
 
     /// The read cursor may have left a segment behind; returns whether the spill thread should
     /// be woken to checkpoint (and delete it).
     pub(crate) fn cursor_left_segment(&mut self) -> bool {
-        let wake = !self.checkpoint_wanted;
+        let wake = !self.checkpoint_wanted && self.idle;
         self.checkpoint_wanted = true;
-        wake && self.idle
+        if wake {
+            self.idle = false;
+        }
+        wake
     }
 
-    /// Whether the spill thread sleeps and has work: the caller should wake it.
-    pub(crate) fn needs_wake(&self) -> bool {
-        self.idle && self.has_work()
+    /// Whether the spill thread sleeps and has work: the caller should wake it. Counts it as
+    /// awake from here on, so that the calls after this one do not wake it again.
+    pub(crate) fn take_wake(&mut self) -> bool {
+        let wake = self.idle && self.has_work();
+        if wake {
+            self.idle = false;
+        }
+        wake
     }
 
     /// Whether the spill thread has something to do now (ticks and removals aside).
