@@ -21,6 +21,9 @@ const MAX_REFILL: usize = 1024;
 const SPINS: u32 = 64;
 const YIELDS: u32 = 8;
 
+/// The head taken out, with the lock still held.
+type Taken<'a, T> = (MutexGuard<'a, State<T>>, Slot<T>);
+
 /// An item handed out for acknowledgement: what `Delivery` holds.
 pub(crate) struct Handed<T> {
     pub(crate) item: T,
@@ -224,7 +227,7 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// Waits for the head as `wait` allows and takes it out: `None` if nothing came in time.
-    fn take(&self, wait: Wait) -> Result<Option<(MutexGuard<'_, State<T>>, Slot<T>)>, Error> {
+    fn take(&self, wait: Wait) -> Result<Option<Taken<'_, T>>, Error> {
         loop {
             let mut state = self.wait_for_head(wait, false)?;
             if let Some(slot) = self.pop_head(&mut state) {
