@@ -226,12 +226,7 @@ impl<T: Send + 'static> Engine<T> {
         storage: SharedStorage,
     ) -> Result<Arc<Self>, Error> {
         let counters = Arc::new(Counters::default());
-        let (writer, opened) = LogWriter::open(
-            dir,
-            config.segment_size_bytes,
-            storage,
-            Arc::clone(&counters),
-        )?;
+        let (writer, opened) = LogWriter::open(dir, storage, Arc::clone(&counters))?;
         let dir = writer.dir().to_owned();
         // Items that were out for acknowledgement come first.
         let mut ring = Ring::default();

@@ -173,11 +173,7 @@ fn scan_segment(
 }
 
 /// Recovers the log in `dir` (already locked by the caller).
-pub(crate) fn recover(
-    storage: &SharedStorage,
-    dir: &Path,
-    segment_size: u64,
-) -> Result<Recovered, Error> {
+pub(crate) fn recover(storage: &SharedStorage, dir: &Path) -> Result<Recovered, Error> {
     let (mut segments, temps) = list_segments(dir)?;
     for temp in &temps {
         storage.remove(temp).map_err(|e| Error::io(temp, e))?;
@@ -315,7 +311,8 @@ pub(crate) fn recover(
     let tail = Tail {
         path: last.path.clone(),
         offset: offset as u64,
-        size_bytes: last.len.max(segment_size),
+        // Kept at its own size: a reopen with another segment size applies to new segments.
+        size_bytes: last.len,
     };
     Ok(Recovered {
         segments: segments.iter().map(|s| (s.first_sequence, s.len)).collect(),

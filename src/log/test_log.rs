@@ -68,7 +68,7 @@ impl Log {
         storage: SharedStorage,
     ) -> Result<Self, Error> {
         let counters = Arc::new(Counters::default());
-        let (writer, opened) = LogWriter::open(dir, segment_size, storage, Arc::clone(&counters))?;
+        let (writer, opened) = LogWriter::open(dir, storage, Arc::clone(&counters))?;
         Ok(Self {
             dir: writer.dir().to_owned(),
             writer,

@@ -98,13 +98,12 @@ impl LogWriter {
     /// recovers. Creates, reserves and cuts nothing: a queue whose disk is full opens.
     pub(crate) fn open(
         dir: &Path,
-        segment_size: u64,
         storage: SharedStorage,
         counters: Arc<Counters>,
     ) -> Result<(Self, Opened), Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = DirectoryLock::acquire(dir)?;
-        let recovered = recovery::recover(&storage, dir, segment_size)?;
+        let recovered = recovery::recover(&storage, dir)?;
         let segments: VecDeque<(u64, u64)> = recovered.segments.iter().copied().collect();
         let last = segments.back().copied();
         let head = Head {
