@@ -66,7 +66,8 @@
 #![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
 // Layers, each importing only those below it (checked by `tests/layers.rs`):
-// facade: queue, builder, delivery, inspect; engine; spill; log; leaves: config, codec, error, sys.
+// facade: queue, builder, delivery, inspect, futures; engine; spill; log; leaves: config, codec,
+// error, sys, wake.
 mod builder;
 mod codec;
 mod config;
@@ -75,11 +76,14 @@ mod engine;
 mod error;
 #[cfg(test)]
 mod faults;
+#[cfg(feature = "async")]
+mod futures;
 pub mod inspect;
 mod log;
 mod queue;
 mod spill;
 mod sys;
+mod wake;
 
 pub use builder::Builder;
 pub use codec::{Codec, MsgPack};
@@ -87,6 +91,8 @@ pub use config::Durability;
 pub use delivery::Delivery;
 pub use engine::Stats;
 pub use error::{CodecError, Error, PutTimeoutError, TryPutError};
+#[cfg(feature = "async")]
+pub use futures::{GetStream, PutSink};
 pub use log::CheckpointState;
 pub use queue::{Iter, Queue};
 

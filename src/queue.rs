@@ -83,6 +83,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
 }
 
 impl<T: Send + 'static> Queue<T> {
+    pub(crate) fn engine(&self) -> &Engine<T> {
+        &self.engine
+    }
+
+    pub(crate) fn engine_arc(&self) -> &Arc<Engine<T>> {
+        &self.engine
+    }
+
     fn get_ack_with(&self, wait: Wait) -> Result<Option<Delivery<T>>, Error> {
         let handed = self.engine.get_ack(wait)?;
         Ok(handed.map(|handed| Delivery::new(Arc::clone(&self.engine), handed)))

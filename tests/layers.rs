@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 /// Each top-level module's layer: a module may import only from layers below its own.
 fn layer(top: &str) -> Option<u8> {
     Some(match top {
-        "queue" | "builder" | "delivery" | "inspect" | "stream" | "bin" => 4,
+        "queue" | "builder" | "delivery" | "inspect" | "futures" | "bin" => 4,
         "engine" => 3,
         "spill" => 2,
         "log" => 1,
-        "config" | "codec" | "error" | "sys" => 0,
+        "config" | "codec" | "error" | "sys" | "wake" => 0,
         _ => return None,
     })
 }

@@ -24,6 +24,16 @@ const YIELDS: u32 = 8;
 /// The head taken out, with the lock still held.
 type Taken<'a, T> = (MutexGuard<'a, State<T>>, Slot<T>);
 
+/// What an attempt at `get_ack` came to.
+pub(crate) enum AckAttempt<T> {
+    Handed(Handed<T>),
+    /// Nothing at the head (another consumer took it).
+    Empty,
+    /// The head must be written first, and waits for the spill thread's attempt to make a
+    /// segment.
+    Segment(u64),
+}
+
 /// An item handed out for acknowledgement: what `Delivery` holds.
 pub(crate) struct Handed<T> {
     pub(crate) item: T,
@@ -40,22 +50,8 @@ impl<T: Send + 'static> Engine<T> {
     fn wait_for_head(&self, wait: Wait, in_ring: bool) -> Result<MutexGuard<'_, State<T>>, Error> {
         let mut state = self.lock();
         loop {
-            if state.closed {
-                return Err(Error::Closed);
-            }
-            if !state.ring.is_empty() {
+            if self.find_head(&mut state, in_ring)? {
                 return Ok(state);
-            }
-            if state.fast && !self.lane.is_empty() {
-                if !in_ring {
-                    return Ok(state);
-                }
-                self.leave_fast(&mut state);
-                continue;
-            }
-            if state.disk_only() > 0 {
-                self.refill(&mut state)?;
-                continue;
             }
             let Some(deadline) = wait.deadline() else {
                 return Ok(state);
@@ -88,6 +84,30 @@ impl<T: Send + 'static> Engine<T> {
                     Ok(state)
                 };
             }
+        }
+    }
+
+    /// Whether the queue has a head now: in the ring (refilled from disk if need be), or with
+    /// `in_ring` false also in the lane (see `wait_for_head`). Never waits.
+    pub(crate) fn find_head(&self, state: &mut State<T>, in_ring: bool) -> Result<bool, Error> {
+        loop {
+            if state.closed {
+                return Err(Error::Closed);
+            }
+            if !state.ring.is_empty() {
+                return Ok(true);
+            }
+            if state.fast && !self.lane.is_empty() {
+                if !in_ring {
+                    return Ok(true);
+                }
+                self.leave_fast(state);
+                continue;
+            }
+            if state.disk_only() == 0 {
+                return Ok(false);
+            }
+            self.refill(state)?;
         }
     }
 
@@ -174,13 +194,13 @@ impl<T: Send + 'static> Engine<T> {
         {
             self.spill_wake.notify_one();
         }
-        if state.producers_waiting > 0 && self.config.max_len.is_some() {
-            self.room.notify_all();
+        if self.config.max_len.is_some() {
+            self.wake_producers(state);
         }
     }
 
     /// Takes the head slot out of the ring, or in fast mode out of the lane.
-    fn pop_head(&self, state: &mut State<T>) -> Option<Slot<T>> {
+    pub(super) fn pop_head(&self, state: &mut State<T>) -> Option<Slot<T>> {
         let Some(slot) = state.ring.pop_front() else {
             let item = if state.fast { self.lane.pop() } else { None };
             return item.map(|item| Slot::Item {
@@ -195,7 +215,7 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// Turns a removed slot into the caller's item, counting the removal.
-    fn finish_take(&self, state: &mut State<T>, slot: Slot<T>) -> Result<T, Error> {
+    pub(super) fn finish_take(&self, state: &mut State<T>, slot: Slot<T>) -> Result<T, Error> {
         self.removed(state, 1);
         match slot {
             Slot::Item { item, .. } => Ok(item),
@@ -289,6 +309,12 @@ impl<T: Send + 'static> Engine<T> {
     pub(crate) fn peek(&self, wait: Wait) -> Result<Option<T>, Error> {
         // The head stays where it is while it is copied: in the ring, not the lane.
         let state = self.wait_for_head(wait, true)?;
+        self.copy_head(&state)
+    }
+
+    /// A copy of the ring's head item, through the codec (so `T` need not be `Clone`); `None`
+    /// if the ring is empty.
+    pub(crate) fn copy_head(&self, state: &State<T>) -> Result<Option<T>, Error> {
         match state.ring.front() {
             None => Ok(None),
             Some(Slot::Item { item, .. }) => {
@@ -337,51 +363,58 @@ impl<T: Send + 'static> Engine<T> {
     /// Takes the head item for acknowledged delivery. It must survive a crash while out, so an
     /// item only in memory is written first.
     pub(crate) fn get_ack(&self, wait: Wait) -> Result<Option<Handed<T>>, Error> {
-        // The item is written below if only in memory: the ring must hold every such item.
-        let mut state = self.wait_for_head(wait, true)?;
         loop {
-            let (item, written) = match self.pop_head(&mut state) {
-                None => return Ok(None),
-                Some(Slot::Item { item, written }) => (item, written),
-                Some(undecodable) => {
-                    return self.finish_take(&mut state, undecodable).map(|_| None);
-                }
-            };
-            // The head only in memory: every other unwritten item comes after it, and nothing
-            // is disk-only, so writing it now keeps the log in queue order.
-            let sequence = match written {
-                Written::At(sequence) => Some(sequence),
-                Written::Never => None,
-                Written::No => match state.spill.append(|buf| self.codec.encode(&item, buf)) {
-                    Ok(sequence) => {
-                        state.loaded = state.spill.next_sequence();
-                        self.wake_spill(&mut state);
-                        Some(sequence)
-                    }
-                    Err(AppendError::NeedsSegments(want)) => {
-                        // Back at the head while the spill thread makes room; then again.
-                        state.ring.insert(0, Slot::Item { item, written });
-                        let (guard, outcome) = self.wait_for_segment(state, want);
-                        state = guard;
-                        outcome?;
-                        if state.closed {
-                            return Err(Error::Closed);
-                        }
-                        continue;
-                    }
-                    Err(_) => None,
-                },
-            };
-            if let Some(sequence) = sequence {
-                state.unacked.insert(sequence);
+            let mut state = self.wait_for_head(wait, true)?;
+            match self.attempt_get_ack(&mut state)? {
+                AckAttempt::Handed(handed) => return Ok(Some(handed)),
+                AckAttempt::Empty if !wait.may_wait() => return Ok(None),
+                AckAttempt::Empty => {}
+                AckAttempt::Segment(attempt) => self.wait_for_attempt(state, attempt).1?,
             }
-            state.deliveries_out += 1;
-            return Ok(Some(Handed {
-                item,
-                sequence,
-                epoch: state.epoch,
-            }));
         }
+    }
+
+    /// Takes the ring's head for acknowledged delivery, writing it first if it is only in
+    /// memory (the caller found the head in the ring: `find_head` with `in_ring`).
+    pub(crate) fn attempt_get_ack(&self, state: &mut State<T>) -> Result<AckAttempt<T>, Error> {
+        let (item, written) = match self.pop_head(state) {
+            None => return Ok(AckAttempt::Empty),
+            Some(Slot::Item { item, written }) => (item, written),
+            Some(undecodable) => {
+                return self
+                    .finish_take(state, undecodable)
+                    .map(|_| AckAttempt::Empty);
+            }
+        };
+        // The head only in memory: every other unwritten item comes after it, and nothing is
+        // disk-only, so writing it now keeps the log in queue order.
+        let sequence = match written {
+            Written::At(sequence) => Some(sequence),
+            Written::Never => None,
+            Written::No => match state.spill.append(|buf| self.codec.encode(&item, buf)) {
+                Ok(sequence) => {
+                    state.loaded = state.spill.next_sequence();
+                    self.wake_spill(state);
+                    Some(sequence)
+                }
+                Err(AppendError::NeedsSegments(want)) => {
+                    // Back at the head while the spill thread makes room.
+                    state.ring.insert(0, Slot::Item { item, written });
+                    return Ok(AckAttempt::Segment(self.want_segments(state, want)));
+                }
+                // It cannot be written: out without a sequence number (see `Delivery`).
+                Err(_) => None,
+            },
+        };
+        if let Some(sequence) = sequence {
+            state.unacked.insert(sequence);
+        }
+        state.deliveries_out += 1;
+        Ok(AckAttempt::Handed(Handed {
+            item,
+            sequence,
+            epoch: state.epoch,
+        }))
     }
 
     /// Settles a delivery: `item` given back (`nack`, or the guard dropped) goes back to its
@@ -422,9 +455,7 @@ impl<T: Send + 'static> Engine<T> {
                 if let Some(sequence) = sequence {
                     state.returned.insert(sequence);
                 }
-                if state.consumers_waiting > 0 {
-                    self.items.notify_one();
-                }
+                self.wake_consumers(&mut state, 1);
             }
             None => {
                 self.removed(&mut state, 1);

@@ -43,6 +43,10 @@ pub struct Stats {
     pub fsyncs: u64,
     /// Sequence number the next item written to disk gets.
     pub next_sequence: u64,
+    /// Records with smaller sequence numbers were found on disk when the queue was opened, or
+    /// have been fsynced since: what a power cut cannot take (with `EveryPut`, every put that
+    /// returned; with `Interval`, what the last tick wrote).
+    pub synced_sequence: u64,
     /// The read cursor: every record before it was removed.
     pub read_sequence: u64,
     /// What recovery found of the checkpoint when the queue was opened.
@@ -72,6 +76,7 @@ impl<T: Send + 'static> Engine<T> {
             undecodable: state.undecodable,
             fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
             next_sequence: state.spill.next_sequence(),
+            synced_sequence: state.spill.synced_sequence(),
             read_sequence: state.cursor(),
             checkpoint: self.checkpoint_state,
         }
@@ -153,9 +158,7 @@ impl<T: Send + 'static> Engine<T> {
         state.deliveries_out = 0;
         state.epoch += 1;
         state.codec_failures.clear();
-        if state.producers_waiting > 0 {
-            self.room.notify_all();
-        }
+        self.wake_producers(&mut state);
         let request = state.spill.request_sync();
         let (mut state, synced) = self.wait_synced(state, request);
         self.enter_fast(&mut state);
@@ -174,8 +177,8 @@ impl<T: Send + 'static> Engine<T> {
         state.closed = true;
         let failures = std::mem::take(&mut state.codec_failures);
         let request = state.spill.stop();
-        self.items.notify_all();
-        self.room.notify_all();
+        self.wake_consumers(&mut state, usize::MAX);
+        self.wake_producers(&mut state);
         let (mut state, synced) = self.wait_synced(state, request);
         while !state.spill.is_stopped() {
             state.progress_waiting += 1;
@@ -184,8 +187,8 @@ impl<T: Send + 'static> Engine<T> {
         }
         // Release memory: what was in it is on disk now (or reported).
         state.ring.clear();
+        self.wake_progress(&mut state);
         drop(state);
-        self.progress.notify_all();
         if let Some(thread) = self
             .spill_thread
             .lock()

@@ -24,11 +24,13 @@
 
 mod get;
 mod lifecycle;
+mod poll;
 mod put;
 mod undecodable;
 
 pub(crate) use get::Handed;
 pub use lifecycle::Stats;
+pub(crate) use poll::{PutState, Registration, SyncState};
 pub(crate) use put::{Many, Refused, Wait};
 
 use crate::codec::Codec;
@@ -39,6 +41,7 @@ use crate::spill::buffer::{AppendError, BufferCursor, SpillBuffer, Want};
 use crate::spill::lane::Lane;
 use crate::spill::ring::{Ring, Slot, Written};
 use crate::spill::{Events, Host, ReadCursor, Settings, Spill, SpillThread};
+use crate::wake::WakerList;
 use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -71,10 +74,13 @@ pub(crate) struct State<T> {
     closed: bool,
     /// Whether the lane's gates are open (fast mode; see the module docs).
     fast: bool,
-    /// Callers asleep on each condition.
+    /// Callers asleep on each condition, and tasks waiting for it.
     consumers_waiting: usize,
     producers_waiting: usize,
     progress_waiting: usize,
+    item_wakers: WakerList,
+    room_wakers: WakerList,
+    progress_wakers: WakerList,
     /// Items of the ring whose encoding failed, reported by the next `sync`.
     codec_failures: Vec<CodecError>,
     undecodable: u64,
@@ -203,15 +209,15 @@ impl<T: Send + 'static> Host for Engine<T> {
     }
 
     fn notify(&self, guard: &mut SpillGuard<'_, T>, events: Events) {
-        let state = &guard.0;
-        if events.progress && state.progress_waiting > 0 {
-            self.progress.notify_all();
+        let state = &mut guard.0;
+        if events.progress {
+            self.wake_progress(state);
+            if state.spill.failure().is_some() {
+                self.wake_consumers(state, usize::MAX);
+            }
         }
-        if events.space && state.producers_waiting > 0 {
-            self.room.notify_all();
-        }
-        if events.progress && state.spill.failure().is_some() && state.consumers_waiting > 0 {
-            self.items.notify_all();
+        if events.space {
+            self.wake_producers(state);
         }
     }
 }
@@ -273,6 +279,9 @@ impl<T: Send + 'static> Engine<T> {
                 consumers_waiting: 0,
                 producers_waiting: 0,
                 progress_waiting: 0,
+                item_wakers: WakerList::default(),
+                room_wakers: WakerList::default(),
+                progress_wakers: WakerList::default(),
                 codec_failures: Vec::new(),
                 undecodable,
             }),
@@ -385,6 +394,38 @@ impl<T: Send + 'static> Engine<T> {
         }
     }
 
+    /// Wakes callers and tasks waiting for items: one for one new item, all for more.
+    fn wake_consumers(&self, state: &mut State<T>, count: usize) {
+        if state.consumers_waiting > 0 {
+            if count == 1 {
+                self.items.notify_one();
+            } else {
+                self.items.notify_all();
+            }
+        }
+        if count == 1 {
+            state.item_wakers.wake_one();
+        } else {
+            state.item_wakers.wake_all();
+        }
+    }
+
+    /// Wakes callers and tasks waiting for room (`max_len`) or for a segment.
+    fn wake_producers(&self, state: &mut State<T>) {
+        if state.producers_waiting > 0 {
+            self.room.notify_all();
+        }
+        state.room_wakers.wake_all();
+    }
+
+    /// Wakes callers and tasks waiting for the spill thread: an fsync, a sync, the stop.
+    fn wake_progress(&self, state: &mut State<T>) {
+        if state.progress_waiting > 0 {
+            self.progress.notify_all();
+        }
+        state.progress_wakers.wake_all();
+    }
+
     /// Wakes the spill thread if it sleeps with work to do.
     fn wake_spill(&self, state: &mut State<T>) {
         if state.spill.take_wake() {
@@ -436,28 +477,49 @@ impl<T: Send + 'static> Engine<T> {
         needs.map_or(Ok(()), Err)
     }
 
-    /// Waits until the spill thread has made the segments records wait for. The error is the
-    /// reason it could not (no space), or `Closed`.
-    fn wait_for_segment<'a>(
-        &'a self,
-        mut state: MutexGuard<'a, State<T>>,
-        want: Want,
-    ) -> (MutexGuard<'a, State<T>>, Result<(), Error>) {
+    /// Asks the spill thread for the segments records wait for; returns the attempt to wait
+    /// for (see [`segment_outcome`](Self::segment_outcome)).
+    fn want_segments(&self, state: &mut State<T>, want: Want) -> u64 {
         let attempt = state.spill.want_segments(want);
         self.spill_wake.notify_one();
+        attempt
+    }
+
+    /// How the spill thread's attempt `attempt` to make segments ended: `Err` with the reason
+    /// it could not (no space), or `Closed`; `None` while it is under way.
+    fn segment_outcome(state: &State<T>, attempt: u64) -> Option<Result<(), Error>> {
+        if let Some(outcome) = state.spill.segment_outcome(attempt) {
+            return Some(outcome);
+        }
+        if let Some(failure) = state.spill.failure() {
+            return Some(Err(failure));
+        }
+        state.spill.is_stopped().then_some(Err(Error::Closed))
+    }
+
+    /// Waits until attempt `attempt` to make segments has ended (see `segment_outcome`).
+    fn wait_for_attempt<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        attempt: u64,
+    ) -> (MutexGuard<'a, State<T>>, Result<(), Error>) {
         loop {
-            if let Some(outcome) = state.spill.segment_outcome(attempt) {
+            if let Some(outcome) = Self::segment_outcome(&state, attempt) {
                 return (state, outcome);
-            }
-            if let Some(failure) = state.spill.failure() {
-                return (state, Err(failure));
-            }
-            if state.spill.is_stopped() {
-                return (state, Err(Error::Closed));
             }
             state.producers_waiting += 1;
             state = self.wait(&self.room, state, None).0;
             state.producers_waiting -= 1;
         }
+    }
+
+    /// Waits until the spill thread has made the segments records wait for.
+    fn wait_for_segment<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        want: Want,
+    ) -> (MutexGuard<'a, State<T>>, Result<(), Error>) {
+        let attempt = self.want_segments(&mut state, want);
+        self.wait_for_attempt(state, attempt)
     }
 }

@@ -9,7 +9,7 @@
 use super::{Engine, State};
 use crate::error::Error;
 use crate::log::record::MAX_PAYLOAD_BYTES;
-use crate::spill::buffer::{AppendError, Want};
+use crate::spill::buffer::AppendError;
 use crate::spill::lane::Lane;
 use crate::spill::ring::Ring;
 use std::sync::MutexGuard;
@@ -207,6 +207,21 @@ impl<T: Send + 'static> Items<T> for Many<T> {
     }
 }
 
+/// What one attempt at a put came to, under the lock.
+pub(crate) enum Attempt<I> {
+    /// The items are in the queue.
+    Done,
+    /// The items are in the queue; under `EveryPut`, the call returns once records before this
+    /// sequence number are fsynced, and gives the items back if they cannot be.
+    Durable(I, u64),
+    /// No room (`max_len`): try again once consumers make some.
+    Full(I),
+    /// No segment has room: try again once the spill thread's attempt `.1` to make one ends.
+    Segment(I, u64),
+    /// Refused for good.
+    Refused(Refused<I>),
+}
+
 impl<T: Send + 'static> Engine<T> {
     /// The one path of every put. See the module docs.
     pub(crate) fn put<I: Items<T>>(&self, items: I, wait: Wait) -> Result<(), Refused<I>> {
@@ -221,99 +236,112 @@ impl<T: Send + 'static> Engine<T> {
         self.put_locked(items, wait)
     }
 
+    /// Hands `item` over through the lane if the queue runs in memory only; else gives it back.
+    pub(crate) fn push_lane(&self, item: T) -> Result<(), T> {
+        self.lane.push(item)?;
+        self.after_lane_push();
+        Ok(())
+    }
+
     /// The rest of `put`, under the lock: a function of its own, so that the lane's path stays
     /// small.
     #[inline(never)]
     fn put_locked<I: Items<T>>(&self, mut items: I, wait: Wait) -> Result<(), Refused<I>> {
-        let count = items.count();
         let mut state = self.lock();
         loop {
-            if state.closed {
-                return Err(Refused::Closed(items));
-            }
-            if let Some(failure) = state.spill.failure() {
-                return Err(Refused::Failed(items, failure));
-            }
-            if self.is_full(&state, count) {
-                let Some(deadline) = wait.deadline() else {
-                    return Err(Refused::Full(items));
-                };
-                state.producers_waiting += 1;
-                let (guard, timed_out) = self.wait(&self.room, state, deadline);
-                state = guard;
-                state.producers_waiting -= 1;
-                if timed_out && !state.closed && self.is_full(&state, count) {
-                    return Err(Refused::Full(items));
+            items = match self.attempt_put(&mut state, items) {
+                Attempt::Done => return Ok(()),
+                Attempt::Refused(refused) => return Err(refused),
+                Attempt::Durable(items, end) => {
+                    let (_state, durable) = self.wait_durable(state, end);
+                    return durable.map_err(|error| Refused::Failed(items, error));
                 }
-                continue;
-            }
-            if state.fast {
-                // The lane may have room again, or another put closed its gates meanwhile.
-                items = match items.into_lane(&self.lane) {
-                    Ok(()) => {
-                        drop(state);
-                        self.after_lane_push();
-                        return Ok(());
-                    }
-                    Err(items) => items,
-                };
-                self.leave_fast(&mut state);
-            }
-            // Under EveryPut every item goes through disk, so the caller keeps it until it is
-            // durable and gets it back if it cannot be made so.
-            if !self.every_put()
-                && state.disk_only() == 0
-                && state.ring.len() + count <= self.config.cache_size
-            {
-                items.into_ring(&mut state.ring);
-                self.after_put(&state, count);
-                return Ok(());
-            }
-            // To disk, after the items only in memory (the log keeps queue order).
-            if let Err(want) = self.write_memory(&mut state) {
-                state = match self.segment_for(state, want) {
-                    Ok(state) => state,
-                    Err(error) => return Err(Refused::Failed(items, error)),
-                };
-                continue;
-            }
-            let end = match items.frame(self, &mut state) {
-                Ok(end) => end,
-                Err(AppendError::NeedsSegments(want)) => {
-                    state = match self.segment_for(state, want) {
-                        Ok(state) => state,
-                        Err(error) => return Err(Refused::Failed(items, error)),
+                Attempt::Full(items) => {
+                    let Some(deadline) = wait.deadline() else {
+                        return Err(Refused::Full(items));
                     };
-                    continue;
+                    state.producers_waiting += 1;
+                    let (guard, timed_out) = self.wait(&self.room, state, deadline);
+                    state = guard;
+                    state.producers_waiting -= 1;
+                    if timed_out && !state.closed && self.is_full(&state, items.count()) {
+                        return Err(Refused::Full(items));
+                    }
+                    items
                 }
-                Err(AppendError::Encode(error)) => return Err(Refused::Failed(items, error)),
-                Err(AppendError::TooLarge(bytes)) => {
-                    return Err(Refused::Failed(items, too_large(bytes)));
+                Attempt::Segment(items, attempt) => {
+                    let (guard, outcome) = self.wait_for_attempt(state, attempt);
+                    state = guard;
+                    if let Err(error) = outcome {
+                        return Err(Refused::Failed(items, error));
+                    }
+                    items
                 }
-            };
-            self.after_put(&state, count);
-            if !self.every_put() {
-                self.wake_spill(&mut state);
-                return Ok(());
-            }
-            state.spill.want_durable(end);
-            self.wake_spill(&mut state);
-            let (_state, durable) = self.wait_durable(state, end);
-            return match durable {
-                Ok(()) => Ok(()),
-                Err(error) => Err(Refused::Failed(items, error)),
             };
         }
     }
 
-    /// Waits for a segment (see `wait_for_segment`); the guard back, or the reason there is none.
-    fn segment_for<'a>(
-        &'a self,
-        state: MutexGuard<'a, State<T>>,
-        want: Want,
-    ) -> Result<MutexGuard<'a, State<T>>, Error> {
-        let (state, outcome) = self.wait_for_segment(state, want);
-        outcome.map(|()| state)
+    /// One attempt at a put, under the lock: into the lane or the ring, or framed into the
+    /// spill buffer, or why not yet.
+    pub(crate) fn attempt_put<I: Items<T>>(&self, state: &mut State<T>, items: I) -> Attempt<I> {
+        let count = items.count();
+        if state.closed {
+            return Attempt::Refused(Refused::Closed(items));
+        }
+        if let Some(failure) = state.spill.failure() {
+            return Attempt::Refused(Refused::Failed(items, failure));
+        }
+        if self.is_full(state, count) {
+            return Attempt::Full(items);
+        }
+        let mut items = items;
+        if state.fast {
+            // The lane may have room again, or another put closed its gates meanwhile.
+            items = match items.into_lane(&self.lane) {
+                Ok(()) => {
+                    self.wake_consumers(state, 1);
+                    return Attempt::Done;
+                }
+                Err(items) => items,
+            };
+            self.leave_fast(state);
+        }
+        // Under EveryPut every item goes through disk, so the caller keeps it until it is
+        // durable and gets it back if it cannot be made so.
+        if !self.every_put()
+            && state.disk_only() == 0
+            && state.ring.len() + count <= self.config.cache_size
+        {
+            items.into_ring(&mut state.ring);
+            self.after_put(state, count);
+            return Attempt::Done;
+        }
+        // To disk, after the items only in memory (the log keeps queue order).
+        if let Err(want) = self.write_memory(state) {
+            let attempt = self.want_segments(state, want);
+            return Attempt::Segment(items, attempt);
+        }
+        let end = match items.frame(self, state) {
+            Ok(end) => end,
+            Err(AppendError::NeedsSegments(want)) => {
+                let attempt = self.want_segments(state, want);
+                return Attempt::Segment(items, attempt);
+            }
+            Err(AppendError::Encode(error)) => {
+                return Attempt::Refused(Refused::Failed(items, error));
+            }
+            Err(AppendError::TooLarge(bytes)) => {
+                return Attempt::Refused(Refused::Failed(items, too_large(bytes)));
+            }
+        };
+        self.after_put(state, count);
+        if !self.every_put() {
+            self.wake_spill(state);
+            return Attempt::Done;
+        }
+        state.spill.want_durable(end);
+        self.wake_spill(state);
+        Attempt::Durable(items, end)
     }
 
     /// Waits until records before `end` are fsynced.
@@ -323,19 +351,25 @@ impl<T: Send + 'static> Engine<T> {
         end: u64,
     ) -> (MutexGuard<'a, State<T>>, Result<(), Error>) {
         loop {
-            if state.spill.is_durable(end) {
-                return (state, Ok(()));
-            }
-            if let Some(failure) = state.spill.failure() {
-                return (state, Err(failure));
-            }
-            if state.spill.is_stopped() {
-                return (state, Err(Error::Closed));
+            if let Some(outcome) = Self::durable_outcome(&state, end) {
+                return (state, outcome);
             }
             state.progress_waiting += 1;
             state = self.wait(&self.progress, state, None).0;
             state.progress_waiting -= 1;
         }
+    }
+
+    /// Whether records before `end` are fsynced (`Ok`), or will never be (`Err`); `None` while
+    /// the spill thread is still on its way.
+    pub(crate) fn durable_outcome(state: &State<T>, end: u64) -> Option<Result<(), Error>> {
+        if state.spill.is_durable(end) {
+            return Some(Ok(()));
+        }
+        if let Some(failure) = state.spill.failure() {
+            return Some(Err(failure));
+        }
+        state.spill.is_stopped().then_some(Err(Error::Closed))
     }
 
     /// Whether `count` more items would pass `max_len` (items out for acknowledgement count).
@@ -349,25 +383,18 @@ impl<T: Send + 'static> Engine<T> {
 
     /// After an item went through the lane: wake a consumer that sleeps, or is about to (see
     /// `Lane::register_waiter`).
-    fn after_lane_push(&self) {
+    pub(crate) fn after_lane_push(&self) {
         if self.lane.wake_wanted() {
             // Under the lock, so the consumer is either asleep or has not looked yet.
-            drop(self.lock());
-            self.items.notify_one();
+            self.wake_consumers(&mut self.lock(), 1);
         }
     }
 
     /// After items went in: wake the consumers that sleep.
-    fn after_put(&self, state: &State<T>, count: usize) {
+    fn after_put(&self, state: &mut State<T>, count: usize) {
         // Written only under the lock: a plain store, not a read-modify-write.
         let puts = self.puts.load(Ordering::Relaxed);
         self.puts.store(puts.wrapping_add(1), Ordering::Release);
-        if state.consumers_waiting > 0 {
-            if count == 1 {
-                self.items.notify_one();
-            } else {
-                self.items.notify_all();
-            }
-        }
+        self.wake_consumers(state, count);
     }
 }

@@ -223,6 +223,11 @@ impl Spill {
         self.durable_ends.push_back(end);
     }
 
+    /// Records before this one are fsynced.
+    pub(crate) fn synced_sequence(&self) -> u64 {
+        self.durable_end
+    }
+
     /// Whether records before `end` are fsynced.
     pub(crate) fn is_durable(&self, end: u64) -> bool {
         self.durable_end >= end
