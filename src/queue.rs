@@ -495,6 +495,41 @@ impl<T: Send + 'static> Queue<T> {
         self.engine.clear()
     }
 
+    /// The queue's identity: 128 random bits in hex, made when the queue was first opened and
+    /// kept in its directory (the file `id`), the same for every later open and every clone.
+    /// With [`Delivery::sequence`], it names an item uniquely: a forwarder can tell a receiver
+    /// that a message it sends again after a crash is one it has seen.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u8>::open(dir.path())?;
+    /// let id = queue.id().to_string();
+    /// assert_eq!(id.len(), 32);
+    /// queue.close()?;
+    /// assert_eq!(spillq::Queue::<u8>::open(dir.path())?.id(), id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn id(&self) -> &str {
+        self.engine.id()
+    }
+
+    /// The bytes the queue's codec makes of `item`: what the queue stores for it, and what a
+    /// forwarder sends on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the codec cannot encode it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<(u8, String)>::open(dir.path())?;
+    /// assert_eq!(queue.encode(&(1, "a".to_string()))?, [0x92, 0x01, 0xa1, b'a']);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encode(&self, item: &T) -> Result<Vec<u8>, Error> {
+        self.engine.encode(item)
+    }
+
     /// Syncs, stops the spill thread and releases the directory. Blocked callers wake with
     /// [`Error::Closed`], and every later call on any clone gets it. Dropping the last clone
     /// closes the same way but cannot report errors.

@@ -92,3 +92,25 @@ fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Fills `bytes` from the kernel's random source (`getrandom`).
+pub(crate) fn random(bytes: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let Some(rest) = bytes.get_mut(filled..) else {
+            break;
+        };
+        // SAFETY: the pointer and length describe `rest`, a live, writable slice that the call
+        // writes at most `rest.len()` bytes into.
+        let rc = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(error);
+        }
+        filled += usize::try_from(rc).unwrap_or(0);
+    }
+    Ok(())
+}

@@ -156,6 +156,8 @@ pub(crate) struct Engine<T> {
     dir: PathBuf,
     counters: Arc<Counters>,
     checkpoint_state: CheckpointState,
+    /// The queue's identity (`log::identity`).
+    id: String,
     spill_thread: Mutex<Option<JoinHandle<()>>>,
     /// Live `Queue` handles; the last one to go closes the queue.
     handles: AtomicUsize,
@@ -295,6 +297,7 @@ impl<T: Send + 'static> Engine<T> {
             dir: dir.clone(),
             counters,
             checkpoint_state: opened.checkpoint_state,
+            id: opened.id.clone(),
             spill_thread: Mutex::new(None),
             handles: AtomicUsize::new(1),
             puts: AtomicU64::new(0),
@@ -321,6 +324,24 @@ impl<T: Send + 'static> Engine<T> {
     /// The queue directory.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The queue's identity.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The bytes the queue's codec makes of `item`: what a record of it holds.
+    pub(crate) fn encode(&self, item: &T) -> Result<Vec<u8>, Error> {
+        let mut bytes = Vec::new();
+        self.codec
+            .encode(item, &mut bytes)
+            .map_err(|source| Error::Codec {
+                sequence: None,
+                moved_to: None,
+                source,
+            })?;
+        Ok(bytes)
     }
 
     /// A new handle shares this engine.

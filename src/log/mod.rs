@@ -8,6 +8,7 @@
 
 pub(crate) mod checkpoint;
 pub(crate) mod crash_hooks;
+pub(crate) mod identity;
 pub(crate) mod lock;
 pub(crate) mod reader;
 pub(crate) mod record;

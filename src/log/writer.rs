@@ -9,6 +9,7 @@
 
 use super::Counters;
 use super::checkpoint::{self, CheckpointFile, Cursor};
+use super::identity::{self, Identity};
 use super::lock::DirectoryLock;
 use super::reader::Progress;
 use super::recovery::{self, CheckpointState, Tail};
@@ -40,6 +41,8 @@ pub(crate) struct Opened {
     pub(crate) head: Head,
     /// Bytes of the queue's files.
     pub(crate) disk_bytes: u64,
+    /// The queue's identity (see `identity`).
+    pub(crate) id: String,
 }
 
 /// The segment records are framed into, as the layout sees it.
@@ -90,6 +93,8 @@ pub(crate) struct LogWriter {
     checkpoint_unsynced: bool,
     /// The writer's next sequence number as the last checkpoint recorded it.
     checkpointed_head: u64,
+    /// The queue's identity, written (if it could not be on open) when space is next taken.
+    identity: Identity,
     written: Position,
 }
 
@@ -104,6 +109,7 @@ impl LogWriter {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = DirectoryLock::acquire(dir)?;
         let recovered = recovery::recover(&storage, dir)?;
+        let identity = identity::read_or_create(storage.as_ref(), dir)?;
         let segments: VecDeque<(u64, u64)> = recovered.segments.iter().copied().collect();
         let last = segments.back().copied();
         let head = Head {
@@ -129,6 +135,7 @@ impl LogWriter {
             head,
             disk_bytes: segments.iter().map(|&(_, len)| len).sum::<u64>()
                 + recovered.checkpoint.file_bytes(),
+            id: identity.id.clone(),
         };
         let writer = Self {
             dir: dir.to_owned(),
@@ -146,6 +153,7 @@ impl LogWriter {
             durable_checkpointed: oldest_kept,
             checkpoint_unsynced: false,
             checkpointed_head: recovered.next_sequence,
+            identity,
             written: Position {
                 segment: last.map_or(recovered.next_sequence, |(first, _)| first),
                 offset: recovered.end_offset as u64,
@@ -177,6 +185,7 @@ impl LogWriter {
     pub(crate) fn cut_tail(&mut self) -> Result<(), Error> {
         use super::crash_hooks::{Crash, hit};
         self.checkpoint.create()?;
+        identity::store(self.storage.as_ref(), &self.dir, &mut self.identity);
         let Some(tail) = &self.tail else {
             return Ok(());
         };
@@ -205,6 +214,7 @@ impl LogWriter {
         size_bytes: u64,
     ) -> Result<(u64, u64), Error> {
         self.checkpoint.create()?;
+        identity::store(self.storage.as_ref(), &self.dir, &mut self.identity);
         let storage = self.storage.as_ref();
         if let Some(spare) = self.spares.iter_mut().find(|s| Some(s.id) == grow) {
             spare.grow(storage, size_bytes)?;
