@@ -58,6 +58,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
                 max_len: None,
                 durability: Durability::OnSync,
                 checkpoint_every_removals: DEFAULT_CHECKPOINT_EVERY_REMOVALS,
+                max_disk_bytes: None,
             },
             codec: Box::new(MsgPack),
             storage: Real::shared(),
@@ -104,6 +105,36 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
     /// ```
     pub fn max_len(mut self, items: usize) -> Self {
         self.config.max_len = Some(items);
+        self
+    }
+
+    /// A cap on the bytes of the queue's files on disk (unbounded by default): what
+    /// [`Stats::disk_bytes`](crate::Stats::disk_bytes) reports, segments counted at their
+    /// reserved size. At the cap a `put` that needs disk waits for consumers to free room (the
+    /// segments they leave behind are deleted), `try_put` fails with `Full` and gives the item
+    /// back, `put_timeout` fails with `Full` after its timeout: as at `max_len`. Nothing is
+    /// dropped to make room. Items already accepted into memory that `sync`, `close` or an
+    /// `Interval` tick must write may take up to one segment more; past that, `sync` fails
+    /// with [`Error::Full`](crate::Error::Full) and they stay in memory. See `docs/tuning.md`.
+    ///
+    /// # Errors
+    ///
+    /// `open` fails with [`Error::InvalidOption`](crate::Error::InvalidOption) for a cap too
+    /// small for one segment and the checkpoint and identity files.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u64>::builder(dir.path())
+    ///     .cache_size(0)
+    ///     .segment_size(64 << 10)
+    ///     .max_disk_bytes(1 << 20)
+    ///     .open()?;
+    /// queue.put(1)?;
+    /// assert!(queue.stats().disk_bytes <= 1 << 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_disk_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_disk_bytes = Some(bytes);
         self
     }
 

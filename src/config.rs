@@ -49,4 +49,5 @@ pub(crate) struct Config {
     pub(crate) max_len: Option<usize>,
     pub(crate) durability: Durability,
     pub(crate) checkpoint_every_removals: u64,
+    pub(crate) max_disk_bytes: Option<u64>,
 }

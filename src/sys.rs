@@ -10,6 +10,7 @@ use std::path::Path;
 /// lack of space (a failure there would be SIGBUS). On a filesystem without `fallocate`, writes
 /// zeros instead, which reserves the blocks just the same.
 pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
+    within_file_size_limit(len)?;
     let Ok(len_off) = libc::off_t::try_from(len) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -30,6 +31,22 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
             _ => return Err(error),
         }
     }
+}
+
+/// Fails with `EFBIG` ("File too large") if a file of `len` bytes would pass this process's
+/// `RLIMIT_FSIZE`, as a write past it would, but without the `SIGXFSZ` that write raises (whose
+/// default action ends the process).
+pub(crate) fn within_file_size_limit(len: u64) -> io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is a valid, writable `rlimit` that outlives the call, which only fills it.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) };
+    if rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY && len > limit.rlim_cur {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    }
+    Ok(())
 }
 
 fn reserve_by_writing(file: &File, len: u64) -> io::Result<()> {

@@ -197,6 +197,13 @@ impl<T: Send + 'static> Engine<T> {
         if self.config.max_len.is_some() {
             self.wake_producers(state);
         }
+        if state.ring.is_empty()
+            && state.disk_only() == 0
+            && state.unacked.is_empty()
+            && state.spill.emptied_at_cap()
+        {
+            self.spill_wake.notify_one();
+        }
     }
 
     /// Takes the head slot out of the ring, or in fast mode out of the lane.
@@ -397,8 +404,10 @@ impl<T: Send + 'static> Engine<T> {
                     self.wake_spill(state);
                     Some(sequence)
                 }
-                Err(AppendError::NeedsSegments(want)) => {
-                    // Back at the head while the spill thread makes room.
+                Err(AppendError::NeedsSegments(mut want)) => {
+                    // Back at the head while the spill thread makes room (the item was
+                    // accepted already: it may take the disk cap's slack).
+                    want.slack = true;
                     state.ring.insert(0, Slot::Item { item, written });
                     return Ok(AckAttempt::Segment(self.want_segments(state, want)));
                 }

@@ -87,7 +87,7 @@ impl<T: Send + 'static> Engine<T> {
         &'a self,
         mut state: MutexGuard<'a, State<T>>,
     ) -> (MutexGuard<'a, State<T>>, Result<(), Error>) {
-        while let Err(want) = self.write_memory(&mut state) {
+        while let Err(want) = self.write_memory(&mut state, true) {
             let (guard, outcome) = self.wait_for_segment(state, want);
             state = guard;
             if outcome.is_err() {

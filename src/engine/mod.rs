@@ -203,7 +203,7 @@ impl<T: Send + 'static> Host for Engine<T> {
 
     fn write_memory(&self, guard: &mut SpillGuard<'_, T>) -> Result<(), Want> {
         self.leave_fast(&mut guard.0);
-        self.write_memory(&mut guard.0)
+        self.write_memory(&mut guard.0, true)
     }
 
     fn read_cursor(&self, guard: &SpillGuard<'_, T>) -> ReadCursor {
@@ -233,6 +233,19 @@ impl<T: Send + 'static> Engine<T> {
         codec: Box<dyn Codec<T>>,
         storage: SharedStorage,
     ) -> Result<Arc<Self>, Error> {
+        if let Some(cap) = config.max_disk_bytes {
+            let least = config.segment_size_bytes + crate::log::FIXED_FILE_BYTES;
+            if cap < least {
+                return Err(Error::InvalidOption {
+                    option: "max_disk_bytes",
+                    reason: format!(
+                        "{cap} bytes cannot hold one segment of {} bytes with the checkpoint \
+                         and identity files; give at least {least}, or a smaller segment_size",
+                        config.segment_size_bytes
+                    ),
+                });
+            }
+        }
         let counters = Arc::new(Counters::default());
         let (writer, opened) = LogWriter::open(dir, storage, Arc::clone(&counters))?;
         let dir = writer.dir().to_owned();
@@ -258,6 +271,7 @@ impl<T: Send + 'static> Engine<T> {
             durability: config.durability,
             segment_size: config.segment_size_bytes,
             checkpoint_every_removals: config.checkpoint_every_removals,
+            max_disk_bytes: config.max_disk_bytes,
         };
         let buffer = SpillBuffer::new(opened.next_sequence, opened.head, config.segment_size_bytes);
         let lane_allowed = config.cache_size > 0
@@ -456,8 +470,9 @@ impl<T: Send + 'static> Engine<T> {
 
     /// Writes the ring's items never written into the spill buffer, oldest first, with the
     /// next sequence numbers. An item that fails to encode stays in memory only, and the
-    /// failure waits for `sync`. `Err`: the rest wait for these segments.
-    fn write_memory(&self, state: &mut State<T>) -> Result<(), Want> {
+    /// failure waits for `sync`. `Err`: the rest wait for these segments. With `slack`, they
+    /// may take the disk cap's slack (they were accepted already: `sync`, `close`, a tick).
+    fn write_memory(&self, state: &mut State<T>, slack: bool) -> Result<(), Want> {
         if state.ring.unwritten() == 0 {
             return Ok(());
         }
@@ -495,7 +510,13 @@ impl<T: Send + 'static> Engine<T> {
         });
         state.loaded = state.spill.next_sequence();
         self.wake_spill(state);
-        needs.map_or(Ok(()), Err)
+        match needs {
+            Some(mut want) => {
+                want.slack = slack;
+                Err(want)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Asks the spill thread for the segments records wait for; returns the attempt to wait

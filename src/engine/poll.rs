@@ -38,8 +38,11 @@ pub(crate) struct Registration {
 pub(crate) enum PutState<I> {
     /// Not yet attempted, or to attempt again once woken.
     Ready(I),
-    /// Waiting for the spill thread's attempt to make a segment.
-    Segment(I, u64),
+    /// Waiting for the spill thread's attempt to make a segment; with the count of deletions
+    /// (`Spill::space_freed`) when it began.
+    Segment(I, u64, u64),
+    /// At the disk cap: waiting for files to be deleted since the count.
+    Cap(I, u64),
     /// Put; under `EveryPut`, waiting for records before the end to be fsynced.
     Durable(I, u64),
     /// Finished (polled to completion).
@@ -260,14 +263,32 @@ impl<T: Send + 'static> Engine<T> {
             let outcome = match std::mem::replace(put, PutState::Done) {
                 PutState::Done => return Poll::Ready(Ok(())),
                 PutState::Ready(items) => self.attempt_put(&mut state, items),
-                PutState::Segment(items, attempt) => match Self::segment_outcome(&state, attempt) {
-                    None => Attempt::Segment(items, attempt),
-                    Some(Err(error)) => Attempt::Refused(Refused::Failed(items, error)),
-                    Some(Ok(())) => {
+                PutState::Segment(items, attempt, freed) => {
+                    match Self::segment_outcome(&state, attempt) {
+                        None => Attempt::Segment(items, attempt),
+                        Some(Err(Error::Full)) => {
+                            *put = PutState::Cap(items, freed);
+                            continue;
+                        }
+                        Some(Err(error)) => Attempt::Refused(Refused::Failed(items, error)),
+                        Some(Ok(())) => {
+                            *put = PutState::Ready(items);
+                            continue;
+                        }
+                    }
+                }
+                PutState::Cap(items, freed) => {
+                    if state.spill.space_freed() != freed {
                         *put = PutState::Ready(items);
                         continue;
                     }
-                },
+                    if state.closed || state.spill.is_stopped() {
+                        return Poll::Ready(Err(Refused::Closed(items)));
+                    }
+                    *put = PutState::Cap(items, freed);
+                    self.register(&mut state, registration, List::Room, cx);
+                    return Poll::Pending;
+                }
                 PutState::Durable(items, end) => Attempt::Durable(items, end),
             };
             match outcome {
@@ -279,11 +300,11 @@ impl<T: Send + 'static> Engine<T> {
                     return Poll::Pending;
                 }
                 Attempt::Segment(items, attempt) => {
+                    let freed = state.spill.space_freed();
+                    *put = PutState::Segment(items, attempt, freed);
                     if Self::segment_outcome(&state, attempt).is_some() {
-                        *put = PutState::Segment(items, attempt);
                         continue;
                     }
-                    *put = PutState::Segment(items, attempt);
                     self.register(&mut state, registration, List::Room, cx);
                     return Poll::Pending;
                 }
@@ -316,7 +337,7 @@ impl<T: Send + 'static> Engine<T> {
                         return Poll::Ready(Err(Error::Closed));
                     }
                     self.leave_fast(&mut state);
-                    if let Err(want) = self.write_memory(&mut state) {
+                    if let Err(want) = self.write_memory(&mut state, true) {
                         *sync = SyncState::Segment(self.want_segments(&mut state, want));
                         continue;
                     }

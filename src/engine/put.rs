@@ -270,12 +270,29 @@ impl<T: Send + 'static> Engine<T> {
                     items
                 }
                 Attempt::Segment(items, attempt) => {
+                    let freed = state.spill.space_freed();
                     let (guard, outcome) = self.wait_for_attempt(state, attempt);
                     state = guard;
-                    if let Err(error) = outcome {
-                        return Err(Refused::Failed(items, error));
+                    match outcome {
+                        Ok(()) => items,
+                        // At the disk cap: as at `max_len`, wait for consumers to free room.
+                        Err(Error::Full) => {
+                            let Some(deadline) = wait.deadline() else {
+                                return Err(Refused::Full(items));
+                            };
+                            let (guard, freed) = self.wait_for_space(state, freed, deadline);
+                            state = guard;
+                            if !freed {
+                                return Err(if state.closed {
+                                    Refused::Closed(items)
+                                } else {
+                                    Refused::Full(items)
+                                });
+                            }
+                            items
+                        }
+                        Err(error) => return Err(Refused::Failed(items, error)),
                     }
-                    items
                 }
             };
         }
@@ -317,7 +334,7 @@ impl<T: Send + 'static> Engine<T> {
             return Attempt::Done;
         }
         // To disk, after the items only in memory (the log keeps queue order).
-        if let Err(want) = self.write_memory(state) {
+        if let Err(want) = self.write_memory(state, false) {
             let attempt = self.want_segments(state, want);
             return Attempt::Segment(items, attempt);
         }
@@ -342,6 +359,32 @@ impl<T: Send + 'static> Engine<T> {
         state.spill.want_durable(end);
         self.wake_spill(state);
         Attempt::Durable(items, end)
+    }
+
+    /// Waits until files are deleted (room under the disk cap) since `freed` (a count from
+    /// `Spill::space_freed`), the queue closes, or `deadline`. Returns whether room came.
+    fn wait_for_space<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        freed: u64,
+        deadline: Option<std::time::Instant>,
+    ) -> (MutexGuard<'a, State<T>>, bool) {
+        loop {
+            if state.spill.space_freed() != freed {
+                return (state, true);
+            }
+            if state.closed || state.spill.failure().is_some() || state.spill.is_stopped() {
+                return (state, false);
+            }
+            state.producers_waiting += 1;
+            let (guard, timed_out) = self.wait(&self.room, state, deadline);
+            state = guard;
+            state.producers_waiting -= 1;
+            if timed_out {
+                let room = state.spill.space_freed() != freed;
+                return (state, room);
+            }
+        }
     }
 
     /// Waits until records before `end` are fsynced.

@@ -48,6 +48,15 @@ pub(crate) fn read_or_create(storage: &dyn Storage, dir: &Path) -> Result<Identi
     Ok(identity)
 }
 
+/// Bytes the identity file takes (0 while it is not written).
+pub(crate) fn file_bytes(identity: &Identity) -> u64 {
+    if identity.stored {
+        identity.id.len() as u64 + 1
+    } else {
+        0
+    }
+}
+
 /// Writes the identity if it is not on disk yet: a new file, fsynced, renamed into place, the
 /// directory fsynced. A failure (no space) leaves it for the next try.
 pub(crate) fn store(storage: &dyn Storage, dir: &Path, identity: &mut Identity) {

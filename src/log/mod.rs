@@ -37,6 +37,11 @@ pub use recovery::CheckpointState;
 pub(crate) use storage::{Real, SharedStorage};
 pub(crate) use writer::{Head, LogWriter};
 
+/// Bytes of the files a queue has besides its segments: the checkpoint (both slots) and the
+/// identity (32 hex digits and a newline). The least a disk cap must allow is one segment and
+/// these.
+pub(crate) const FIXED_FILE_BYTES: u64 = 2 * 4096 + 33;
+
 /// Counts kept for [`stats`](crate::Queue::stats), shared by the writer and the readers.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {

@@ -134,7 +134,8 @@ impl LogWriter {
             },
             head,
             disk_bytes: segments.iter().map(|&(_, len)| len).sum::<u64>()
-                + recovered.checkpoint.file_bytes(),
+                + recovered.checkpoint.file_bytes()
+                + identity::file_bytes(&identity),
             id: identity.id.clone(),
         };
         let writer = Self {
@@ -167,11 +168,13 @@ impl LogWriter {
         &self.dir
     }
 
-    /// Bytes of the queue's files: segments (at their reserved size), the spare, the checkpoint.
+    /// Bytes of the queue's files: segments (at their reserved size), spares, the checkpoint
+    /// and the identity.
     pub(crate) fn disk_bytes(&self) -> u64 {
         self.segments.iter().map(|&(_, len)| len).sum::<u64>()
             + self.spares.iter().map(|spare| spare.len).sum::<u64>()
             + self.checkpoint.file_bytes()
+            + identity::file_bytes(&self.identity)
     }
 
     /// First sequence numbers of the live segments.
@@ -189,6 +192,10 @@ impl LogWriter {
         let Some(tail) = &self.tail else {
             return Ok(());
         };
+        // A segment made before `RLIMIT_FSIZE` was lowered: writing into it would fail (and
+        // raise SIGXFSZ); refused here like a new segment, as a lack of space.
+        crate::sys::within_file_size_limit(tail.size_bytes)
+            .map_err(|error| Error::io(&tail.path, error))?;
         segment::cut(
             self.storage.as_ref(),
             &tail.path,
@@ -387,6 +394,33 @@ impl LogWriter {
             .first()
             .map_or(*read_sequence, |&u| u.min(*read_sequence));
         self.delete_consumed()
+    }
+
+    /// Deletes the segment being written, every record of it removed: under a disk cap that
+    /// leaves no room for the next segment, the only way on. The read cursor (`read_sequence`,
+    /// past every record written) is made durable first, so recovery never looks for it.
+    pub(crate) fn retire(&mut self, segment: u64, read_sequence: u64) -> Result<bool, Error> {
+        self.checkpoint(read_sequence, &[], true)?;
+        if self.segments.back().map(|&(first, _)| first) != Some(segment)
+            || read_sequence < self.written.sequence
+            || self.segments.len() > 1
+        {
+            return Ok(false);
+        }
+        let path = self.dir.join(segment::segment_file_name(segment));
+        self.current = None;
+        self.unsynced.clear();
+        self.tail = None;
+        self.segments.clear();
+        match self.storage.remove(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        let dir = &self.dir;
+        self.counters.fsync(dir, || self.storage.sync_dir(dir))?;
+        tracing::debug!(segment = %path.display(), "retired the segment being written: the disk cap leaves no room for another");
+        Ok(true)
     }
 
     /// Deletes segments whose records all lie before the durable read cursor; never the one

@@ -68,12 +68,16 @@ pub(crate) struct Want {
     pub(crate) cut: bool,
     /// The next spares, in the order rolls will claim them, each at least this many bytes.
     pub(crate) spares: Vec<u64>,
+    /// For items already accepted (written from memory by `sync`, `close`, a tick, or for a
+    /// delivery): they may take the disk cap's slack of one segment; new puts may not.
+    pub(crate) slack: bool,
 }
 
 impl Want {
     /// Both wants at once: the cut if either has it, each spare as large as either wants.
     pub(crate) fn merge(&mut self, other: Self) {
         self.cut |= other.cut;
+        self.slack |= other.slack;
         for (index, bytes) in other.spares.into_iter().enumerate() {
             match self.spares.get_mut(index) {
                 Some(mine) => *mine = (*mine).max(bytes),
@@ -145,6 +149,19 @@ impl SpillBuffer {
     /// The head segment was cut and can take records.
     pub(crate) fn head_cut(&mut self) {
         self.head.needs_cut = false;
+    }
+
+    /// Retires the head segment: records go to a spare from here on, and the spill thread
+    /// deletes the head (every record in it removed; see `LogWriter::retire`).
+    pub(crate) fn retire_head(&mut self) -> Option<u64> {
+        let segment = self.head.segment.take()?;
+        self.head = Head {
+            segment: None,
+            len: 0,
+            end: 0,
+            needs_cut: false,
+        };
+        Some(segment)
     }
 
     /// Spare `id` has `len` bytes reserved (made, or grown). Ignored if a roll claimed it
@@ -311,6 +328,7 @@ impl SpillBuffer {
         let mut want = Want {
             cut: in_head > 0 && head.needs_cut,
             spares: Vec::new(),
+            slack: false,
         };
         let mut plan = Plan {
             in_head,

@@ -46,6 +46,8 @@ impl Failure {
 /// puts that needed it.
 #[derive(Debug, Clone)]
 struct SpaceError {
+    /// Not an error of the file system: the disk cap leaves no room (`Error::Full`).
+    at_cap: bool,
     path: PathBuf,
     code: Option<i32>,
     kind: std::io::ErrorKind,
@@ -56,12 +58,14 @@ impl SpaceError {
     fn new(error: &Error) -> Self {
         match error {
             Error::Io { path, source } => Self {
+                at_cap: false,
                 path: path.clone(),
                 code: source.raw_os_error(),
                 kind: source.kind(),
                 message: source.to_string(),
             },
             other => Self {
+                at_cap: false,
                 path: PathBuf::new(),
                 code: None,
                 kind: std::io::ErrorKind::Other,
@@ -70,7 +74,21 @@ impl SpaceError {
         }
     }
 
+    /// The disk cap leaves no room: `Error::Full` to whoever asked.
+    fn at_cap() -> Self {
+        Self {
+            at_cap: true,
+            path: PathBuf::new(),
+            code: None,
+            kind: std::io::ErrorKind::StorageFull,
+            message: String::new(),
+        }
+    }
+
     fn to_error(&self) -> Error {
+        if self.at_cap {
+            return Error::Full;
+        }
         let source = match self.code {
             Some(code) => std::io::Error::from_raw_os_error(code),
             None => std::io::Error::new(self.kind, self.message.clone()),
@@ -119,6 +137,13 @@ pub(crate) struct Spill {
     idle: bool,
     disk_bytes: u64,
     segments: usize,
+    /// Bumped whenever files are deleted: a put waiting at the disk cap waits for this.
+    space_freed: u64,
+    /// The last segment asked for was refused at the disk cap.
+    at_cap: bool,
+    /// Every record on disk was removed while puts wait at the cap: the spill thread should
+    /// see whether the segment being written can go (see `SpillThread::plan`).
+    retire_wanted: bool,
 }
 
 impl Spill {
@@ -143,6 +168,9 @@ impl Spill {
             checkpoint_wanted: false,
             idle: false,
             disk_bytes,
+            space_freed: 0,
+            at_cap: false,
+            retire_wanted: false,
         }
     }
 
@@ -206,7 +234,7 @@ impl Spill {
     }
 
     /// Whether the attempt `attempt` (from [`want_segments`](Self::want_segments)) has ended: with
-    /// the error that refuses the put, if it failed.
+    /// the error that refuses the put, if it failed (`Error::Full`: at the disk cap).
     pub(crate) fn segment_outcome(&self, attempt: u64) -> Option<Result<(), Error>> {
         if self.segment_attempts < attempt {
             return None;
@@ -299,7 +327,26 @@ impl Spill {
             || self.segment_wanted.is_some()
             || self.syncs_requested > self.syncs_done
             || self.durable_wanted > self.durable_end
+            || self.retire_wanted
             || self.stopping
+    }
+
+    /// Puts wait at the disk cap and every record on disk was removed: asks the spill thread to
+    /// retire the segment being written (the only way on at a cap of one segment). Returns
+    /// whether it should be woken.
+    pub(crate) fn emptied_at_cap(&mut self) -> bool {
+        if !self.at_cap || self.retire_wanted {
+            return false;
+        }
+        self.retire_wanted = true;
+        let wake = self.idle;
+        self.idle = false;
+        wake
+    }
+
+    /// How many times files were deleted (see `space_freed`).
+    pub(crate) fn space_freed(&self) -> u64 {
+        self.space_freed
     }
 
     /// Bytes of the queue's files.
@@ -343,4 +390,6 @@ pub(crate) struct Settings {
     pub(crate) durability: Durability,
     pub(crate) segment_size: u64,
     pub(crate) checkpoint_every_removals: u64,
+    /// The cap on the bytes of the queue's files (`Builder::max_disk_bytes`).
+    pub(crate) max_disk_bytes: Option<u64>,
 }

@@ -35,6 +35,9 @@ struct Round {
     /// The head and the unclaimed spares as the layout saw them.
     head: Option<Head>,
     spares: Vec<(u64, u64)>,
+    /// The head segment retired (every record in it removed, and the disk cap leaves no room
+    /// for the next): deleted before the spare is made.
+    retire: Option<u64>,
     stop: bool,
 }
 
@@ -180,19 +183,41 @@ impl<H: Host> SpillThread<H> {
             round.flush = true;
         }
         round.segment = spill.segment_wanted.take();
-        if round.flush || round.segment.is_some() {
+        let retire_wanted = std::mem::take(&mut spill.retire_wanted);
+        if round.flush || round.segment.is_some() || retire_wanted {
             // Everything framed so far goes now; a segment wanted may be waiting for the roll
             // in the tail to be written before its spare can be made.
             spill.buffer.seal();
         }
         round.syncs = spill.syncs_requested;
         round.buffers = spill.buffer.sealed().cloned().collect();
-        round.head = Some(spill.buffer.head());
         round.spares = spill.buffer.spares();
-        let look_at_cursor = round.durable_checkpoint
-            || spill.removals >= self.settings.checkpoint_every_removals
-            || spill.checkpoint_wanted
-            || self.rolled;
+        if (round.segment.is_some() || retire_wanted)
+            && self.settings.max_disk_bytes.is_some()
+            && !round.stop
+        {
+            // At a cap that holds one segment, a head whose records were all removed must go
+            // before the next can come: retired now, so no record goes after its last (those
+            // framed already are written first, in this round).
+            let cursor = self.host.read_cursor(guard);
+            let spill: &mut Spill = guard;
+            if cursor.unacked.is_empty()
+                && cursor.sequence >= spill.buffer.next_sequence()
+                && round.spares.is_empty()
+                && self.writer.disk_bytes() + self.settings.segment_size
+                    > self.settings.max_disk_bytes.unwrap_or(u64::MAX)
+            {
+                round.retire = spill.buffer.retire_head();
+                round.cursor = Some(cursor);
+            }
+        }
+        let spill: &mut Spill = guard;
+        round.head = Some(spill.buffer.head());
+        let look_at_cursor = round.cursor.is_none()
+            && (round.durable_checkpoint
+                || spill.removals >= self.settings.checkpoint_every_removals
+                || spill.checkpoint_wanted
+                || self.rolled);
         if look_at_cursor {
             spill.removals = 0;
             spill.checkpoint_wanted = false;
@@ -215,6 +240,20 @@ impl<H: Host> SpillThread<H> {
             && round
                 .head
                 .is_some_and(|h| h.segment.is_some() && !h.needs_cut && h.end > h.len / 2)
+            && self.fits_cap(self.settings.segment_size, false)
+    }
+
+    /// Whether `bytes` more fit under the disk cap; with `slack`, one segment over it (for
+    /// items already accepted: see `Want::slack`).
+    fn fits_cap(&self, bytes: u64, slack: bool) -> bool {
+        self.settings.max_disk_bytes.is_none_or(|cap| {
+            let cap = if slack {
+                cap.saturating_add(self.settings.segment_size)
+            } else {
+                cap
+            };
+            self.writer.disk_bytes().saturating_add(bytes) <= cap
+        })
     }
 
     /// The round's I/O, without the lock.
@@ -245,6 +284,15 @@ impl<H: Host> SpillThread<H> {
         if let Some(cursor) = &round.cursor {
             match self.checkpoint(cursor, round.durable_checkpoint) {
                 Ok(deleted) => outcome.deleted = deleted,
+                Err(error) => {
+                    outcome.failed = Some(error);
+                    return outcome;
+                }
+            }
+        }
+        if let (Some(segment), Some(cursor)) = (round.retire, &round.cursor) {
+            match self.writer.retire(segment, cursor.sequence) {
+                Ok(retired) => outcome.deleted |= retired,
                 Err(error) => {
                     outcome.failed = Some(error);
                     return outcome;
@@ -292,14 +340,22 @@ impl<H: Host> SpillThread<H> {
         }
         let mut made = Vec::new();
         for (index, &bytes) in want.spares.iter().enumerate() {
-            match round.spares.get(index) {
-                Some(&(_, len)) if len >= bytes => {}
-                Some(&(id, _)) => made.push(self.writer.prepare(Some(id), bytes)?),
-                None => made.push(
-                    self.writer
-                        .prepare(None, bytes.max(self.settings.segment_size))?,
-                ),
+            let current = round.spares.get(index).copied();
+            let bytes = match current {
+                Some((_, len)) if len >= bytes => continue,
+                Some(_) => bytes,
+                None => bytes.max(self.settings.segment_size),
+            };
+            let more = bytes.saturating_sub(current.map_or(0, |(_, len)| len));
+            if !self.fits_cap(more, want.slack) {
+                // Made so far stays (for the next try); the rest waits for room.
+                return if made.is_empty() {
+                    Err(Error::Full)
+                } else {
+                    Ok(made)
+                };
             }
+            made.push(self.writer.prepare(current.map(|(id, _)| id), bytes)?);
         }
         Ok(made)
     }
@@ -319,6 +375,7 @@ impl<H: Host> SpillThread<H> {
         } = round;
         drop(buffers);
         let mut events = Events::default();
+        let mut refused_at_cap = false;
         let spill: &mut Spill = guard;
         for _ in 0..outcome.written {
             let Some(buffer) = spill.buffer.sealed().next() else {
@@ -339,6 +396,8 @@ impl<H: Host> SpillThread<H> {
         }
         if outcome.deleted {
             spill.progress.segments = self.writer.segments().collect();
+            spill.space_freed += 1;
+            spill.at_cap = false;
             events.space = true;
         }
         if outcome.flushed {
@@ -370,6 +429,11 @@ impl<H: Host> SpillThread<H> {
                         spill.buffer.offer_spare(id, len);
                     }
                 }
+                Err(Error::Full) => {
+                    spill.segment_error = Some((spill.segment_attempts, SpaceError::at_cap()));
+                    spill.at_cap = true;
+                    refused_at_cap = true;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "could not make a segment for a put");
                     spill.segment_error = Some((spill.segment_attempts, SpaceError::new(&error)));
@@ -388,6 +452,16 @@ impl<H: Host> SpillThread<H> {
         }
         spill.disk_bytes = self.writer.disk_bytes();
         spill.segments = self.writer.segment_count();
+        if refused_at_cap {
+            // Consumers may have emptied the queue while the segment was refused, and asked
+            // for nothing then (the cap was not reached yet): ask for the retirement now.
+            let cursor = self.host.read_cursor(guard);
+            let spill: &mut Spill = guard;
+            if cursor.unacked.is_empty() && cursor.sequence >= spill.buffer.next_sequence() {
+                spill.retire_wanted = true;
+            }
+        }
+        let spill: &mut Spill = guard;
         let done = stop;
         if done {
             spill.stopped = true;
