@@ -821,6 +821,93 @@ fn run_footprint(dir: &Path, n: u64) -> (f64, String) {
 }
 
 /// The throughput workloads: `memory/peer/threads`, `spill-seq/peer`, `spill-concurrent/peer`.
+/// The async rows: `peer` (`spillq-async` or `yaque-async`) driven by tasks on a tokio runtime,
+/// byte records through a cache of 1024. Sequential: one task puts all `n`, then takes them
+/// all (a current-thread runtime). Concurrent: a producer task and a consumer task on a
+/// runtime of two worker threads. Returns seconds.
+fn run_async<I: Item>(peer: &str, dir: &Path, n: u64, concurrent: bool) -> f64 {
+    let runtime = if concurrent {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    };
+    let payloads = Arc::new(Payloads::new());
+    match peer {
+        "spillq-async" => {
+            let queue = spillq::Queue::<I>::builder(dir)
+                .cache_size(1024)
+                .open()
+                .unwrap();
+            runtime.block_on(async move {
+                let started = Instant::now();
+                let producer = {
+                    let (queue, payloads) = (queue.clone(), Arc::clone(&payloads));
+                    async move {
+                        for id in 0..n {
+                            queue.put_async(I::make(&payloads, id)).await.unwrap();
+                        }
+                    }
+                };
+                let consumer = async move {
+                    let mut check = OrderCheck::new(1);
+                    while check.count < n {
+                        check.see(&payloads, &queue.get_async().await.unwrap());
+                    }
+                };
+                if concurrent {
+                    let producer = tokio::spawn(producer);
+                    tokio::spawn(consumer).await.unwrap();
+                    producer.await.unwrap();
+                } else {
+                    producer.await;
+                    consumer.await;
+                }
+                started.elapsed().as_secs_f64()
+            })
+        }
+        "yaque-async" => {
+            let (mut send, mut receive) = yaque::channel(dir).unwrap();
+            runtime.block_on(async move {
+                let started = Instant::now();
+                let producer = {
+                    let payloads = Arc::clone(&payloads);
+                    async move {
+                        for id in 0..n {
+                            send.send(I::make(&payloads, id).into_bytes())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                };
+                let consumer = async move {
+                    let mut check = OrderCheck::new(1);
+                    while check.count < n {
+                        let guard = receive.recv().await.unwrap();
+                        let record = I::from_slice(&guard);
+                        guard.commit().unwrap();
+                        check.see(&payloads, &record);
+                    }
+                };
+                if concurrent {
+                    let producer = tokio::spawn(producer);
+                    tokio::spawn(consumer).await.unwrap();
+                    producer.await.unwrap();
+                } else {
+                    producer.await;
+                    consumer.await;
+                }
+                started.elapsed().as_secs_f64()
+            })
+        }
+        other => panic!("no async queue named {other}"),
+    }
+}
+
 fn run_throughput<I: Item>(parts: &[&str], dir: &Path, n: u64) -> (f64, String) {
     match parts {
         ["memory", peer, threads] => {
@@ -855,6 +942,8 @@ fn child(args: &[String]) {
             extra = report;
             seconds
         }
+        ["async-spill-seq", peer] => run_async::<Bytes>(peer, dir, n, false),
+        ["async-spill-concurrent", peer] => run_async::<Bytes>(peer, dir, n, true),
         ["durable", "spillq-every-put", threads] => {
             run_durable_spillq(dir, n, threads.parse().unwrap(), 1)
         }
@@ -1295,6 +1384,28 @@ fn main() {
             .map(|peer| case(format!("{prefix}spill-concurrent/{peer}"), peer, 1_000_000))
             .collect();
         bench.measure(&format!("{name}spill concurrent"), &cases);
+    }
+    // Async, one item per call (byte records): spillq's async calls beside its blocking ones
+    // (threads) and yaque's async sender and receiver, 1 producer and 1 consumer.
+    for (name, workload) in [("seq", "spill-seq"), ("concurrent", "spill-concurrent")] {
+        let cases = vec![
+            case(
+                format!("async-{workload}/spillq-async"),
+                "spillq-async",
+                1_000_000,
+            ),
+            case(
+                format!("bytes-{workload}/spillq"),
+                "spillq (blocking)",
+                1_000_000,
+            ),
+            case(
+                format!("async-{workload}/yaque-async"),
+                "yaque-async",
+                1_000_000,
+            ),
+        ];
+        bench.measure(&format!("async spill {name}"), &cases);
     }
     // 3. Durable.
     let mut cases: Vec<_> = [1, 4, 16]

@@ -68,6 +68,53 @@ fn a_producer_and_a_consumer_share_one_thread_under_max_len_1() {
     assert_eq!(got, (0..2000).collect::<Vec<_>>());
 }
 
+/// The same at a disk cap of two segments: the producer task waits for the consumer to free a
+/// segment, without blocking the one thread they share.
+#[test]
+fn a_producer_waits_at_the_disk_cap_without_blocking_its_thread() {
+    const SEGMENT: u64 = 64 * 1024;
+    let cap = 2 * SEGMENT + 2 * 4096 + 33;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::<serde_bytes::ByteBuf>::builder(dir.path())
+        .cache_size(0)
+        .segment_size(SEGMENT)
+        .max_disk_bytes(cap)
+        .open()
+        .unwrap();
+    let n = 10 * SEGMENT / 1000;
+    let item = |id: u64| {
+        let mut bytes = vec![id as u8; 1000];
+        bytes[..8].copy_from_slice(&id.to_le_bytes());
+        serde_bytes::ByteBuf::from(bytes)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let got = runtime.block_on(async {
+        let producer = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                for id in 0..n {
+                    queue.put_async(item(id)).await.unwrap();
+                }
+            })
+        };
+        // The producer runs into the cap before anything is taken.
+        while queue.stats().disk_bytes + SEGMENT <= cap {
+            tokio::task::yield_now().await;
+        }
+        assert!((queue.len() as u64) < n);
+        let mut got = Vec::new();
+        while (got.len() as u64) < n {
+            let bytes = queue.get_async().await.unwrap();
+            got.push(u64::from_le_bytes(bytes[..8].try_into().unwrap()));
+        }
+        producer.await.unwrap();
+        got
+    });
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+}
+
 /// Four producer and four consumer tasks on a multi-thread runtime, through a small cache: the
 /// backlog spills, and every item comes out once, each producer's in order.
 #[test]
