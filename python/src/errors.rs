@@ -53,6 +53,9 @@ pub(crate) fn from_spillq(py: Python<'_>, failure: spillq::Error) -> PyErr {
         spillq::Error::UnsupportedVersion { .. } => "VersionError",
         spillq::Error::TooLarge { .. } => "TooLargeError",
         spillq::Error::Poisoned { .. } => "PoisonedError",
+        spillq::Error::InvalidOption { .. } => {
+            return pyo3::exceptions::PyValueError::new_err(message);
+        }
         _ => "Error",
     };
     error(py, name, message)

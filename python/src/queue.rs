@@ -333,7 +333,9 @@ fn to_usize(value: u64) -> usize {
 /// `sync()` and `close()`), "every_put" (`put` returns once the item is fsynced), or an interval
 /// in seconds (or a `datetime.timedelta`): at most that much is lost to a power cut.
 /// `serializer` is `spillq.PICKLE` (the default), `spillq.MSGPACK` (readable by Rust queues of
-/// the same items), or any object with `dumps` and `loads`.
+/// the same items), or any object with `dumps` and `loads`. `max_disk_bytes` caps the bytes of
+/// the queue's files (unbounded by default): at the cap, a `put` that needs disk waits or
+/// raises `queue.Full` as at `maxsize`; a cap too small for one segment raises `ValueError`.
 #[pyclass(frozen, subclass, weakref, module = "spillq")]
 pub struct Queue {
     handle: Arc<Handle>,
@@ -375,8 +377,8 @@ impl Queue {
 impl Queue {
     #[new]
     #[pyo3(
-        signature = (path, cache_size=None, maxsize=0, segment_size=None, durability=None, serializer=None),
-        text_signature = "(path, cache_size=4096, maxsize=0, segment_size=67108864, durability='on_sync', serializer=spillq.PICKLE)"
+        signature = (path, cache_size=None, maxsize=0, segment_size=None, durability=None, serializer=None, max_disk_bytes=None),
+        text_signature = "(path, cache_size=4096, maxsize=0, segment_size=67108864, durability='on_sync', serializer=spillq.PICKLE, max_disk_bytes=None)"
     )]
     fn new(
         py: Python<'_>,
@@ -386,6 +388,7 @@ impl Queue {
         segment_size: Option<i64>,
         durability: Option<&Bound<'_, PyAny>>,
         serializer: Option<&Bound<'_, PyAny>>,
+        max_disk_bytes: Option<i64>,
     ) -> PyResult<Self> {
         let codec = ItemCodec::from_argument(serializer)?;
         let mut builder = spillq::Queue::<Vec<u8>>::builder(&path)
@@ -396,6 +399,9 @@ impl Queue {
         }
         if let Some(bytes) = segment_size {
             builder = builder.segment_size(non_negative("segment_size", bytes)?);
+        }
+        if let Some(bytes) = max_disk_bytes {
+            builder = builder.max_disk_bytes(non_negative("max_disk_bytes", bytes)?);
         }
         // As `queue.Queue`: a maxsize of 0 or less is unbounded.
         let maxsize = to_usize(u64::try_from(maxsize).unwrap_or(0));

@@ -374,3 +374,30 @@ def test_every_put_fsyncs_each_put(open_queue):
 def test_negative_sizes_are_refused(queue_dir, option):
     with pytest.raises(ValueError, match=option):
         spillq.Queue(queue_dir, **{option: -1})
+
+
+def test_max_disk_bytes_holds_puts_back_as_maxsize_does(open_queue):
+    segment = 64 * 1024
+    cap = 2 * segment + 8225
+    q = open_queue(cache_size=0, segment_size=segment, max_disk_bytes=cap)
+    item = b"x" * 1000
+    put = 0
+    with pytest.raises(queue.Full):
+        while True:
+            q.put_nowait(item)
+            put += 1
+            assert put < 10_000, "the cap never held"
+    with pytest.raises(queue.Full):
+        q.put(item, timeout=0.01)
+    assert q.qsize() == put
+    assert q.stats()["disk_bytes"] <= cap
+    # Consumers free the segments they leave behind; puts go in again.
+    for _ in range(put):
+        assert q.get_nowait() == item
+    q.put_nowait(item)
+    assert q.get_nowait() == item
+
+
+def test_a_disk_cap_too_small_for_one_segment_is_a_value_error(queue_dir):
+    with pytest.raises(ValueError, match="max_disk_bytes"):
+        spillq.Queue(queue_dir, segment_size=64 * 1024, max_disk_bytes=64 * 1024)
