@@ -305,7 +305,8 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Removes up to `n` head items without decoding them; returns how many. With
-    /// [`peek`](Self::peek) this is the seeds' loop: peek, process, delete on success.
+    /// [`peek`](Self::peek) this is the loop that loses nothing: peek, process, delete on
+    /// success.
     ///
     /// # Errors
     ///

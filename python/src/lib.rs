@@ -4,7 +4,7 @@
 //! own) runs while the GIL is held, and the queue stores those bytes unchanged as the record's
 //! payload (`codec::Identity`). Every call that may wait (for an item, for room, for the disk)
 //! releases the GIL, so many Python threads share one queue. The Python half of the package
-//! (`python/spillq/`) holds the exception classes and the seeds' compatibility classes.
+//! (`python/spillq/`) holds the exception classes and the compatibility classes for python-persistent-queue and pydisq.
 
 #![warn(unreachable_pub)]
 

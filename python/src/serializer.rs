@@ -76,7 +76,7 @@ impl Serializer {
 pub(crate) enum ItemCodec {
     Builtin(Builtin),
     /// Any object with `dumps(obj) -> bytes` and `loads(bytes) -> obj`: a module such as
-    /// `pickle` or `json`, or the seed's `dumps`/`loads` pair.
+    /// `pickle` or `json`, or the `dumps`/`loads` pair a python-persistent-queue user passed.
     Custom {
         dumps: Py<PyAny>,
         loads: Py<PyAny>,

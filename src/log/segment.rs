@@ -154,8 +154,7 @@ impl OpenSegment {
     /// Before an fdatasync: writes zeros over the reserved space just ahead of `end`, so that
     /// the fdatasyncs after this one find written blocks there. `fallocate` reserves space as
     /// unwritten extents, and the first fdatasync of data in each new page must also commit the
-    /// filesystem's journal to mark it written (on ext4, about 50 µs more than an fdatasync of
-    /// data alone). Writing zeros over zeros changes nothing a reader or recovery sees, so a
+    /// filesystem's journal to mark it written (`docs/format.md` has the cost). Writing zeros over zeros changes nothing a reader or recovery sees, so a
     /// failure here is not an error: the space stays as it was. Does nothing while the zeros
     /// reach at least half of [`ZERO_AHEAD_BYTES`] past `end`.
     pub(crate) fn zero_ahead(&mut self, end: u64) {
