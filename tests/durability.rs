@@ -88,6 +88,16 @@ fn durability_child() {
                 println!("PUT {id}");
             }
         }
+        "spill-then-idle" => {
+            let queue = open_with(Path::new(&dir), 10, Durability::OnSync);
+            for id in 0..500 {
+                queue.put(id).unwrap();
+            }
+            println!("PUT 500");
+            loop {
+                thread::park();
+            }
+        }
         _ => {
             let queue = open_with(
                 Path::new(&dir),
@@ -120,6 +130,33 @@ fn run_child(dir: &Path, mode: &str, each: impl FnMut(&str) -> bool) {
         ],
     );
     read_then_kill(child, each);
+}
+
+/// Items that spilled reach the segment file soon after the producer stops, without a sync, so
+/// a kill then loses none of them (`OnSync`: a kill keeps what reached the file).
+#[test]
+fn spilled_items_reach_the_file_once_the_producer_stops_and_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    run_child(dir.path(), "spill-then-idle", |line| {
+        if line != "PUT 500" {
+            return true;
+        }
+        // Wait (polling, with a deadline) for the records to show in the file.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen < 500 && Instant::now() < deadline {
+            let inspection = spillq::inspect::Inspection::open(dir.path()).unwrap();
+            seen = inspection
+                .scan(|_| std::ops::ControlFlow::Continue(()))
+                .unwrap()
+                .next_sequence;
+            thread::yield_now();
+        }
+        false
+    });
+    assert_eq!(seen, 500, "records framed were left only in memory");
+    let queue = open_with(dir.path(), 10, Durability::OnSync);
+    assert_eq!(drain(&queue), (0..500).collect::<Vec<_>>());
 }
 
 #[test]

@@ -415,6 +415,11 @@ impl SpillBuffer {
     }
 
     /// Hands the tail to the spill thread, if it holds records.
+    /// Whether records are framed in the tail, not yet sealed for the spill thread.
+    pub(crate) fn tail_has_records(&self) -> bool {
+        self.tail.records > 0
+    }
+
     pub(crate) fn seal(&mut self) {
         if self.tail.records == 0 {
             self.tail.bytes.clear();

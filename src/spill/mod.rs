@@ -135,6 +135,9 @@ pub(crate) struct Spill {
     checkpoint_wanted: bool,
     /// Whether the spill thread sleeps, waiting for work: it must then be woken.
     idle: bool,
+    /// The spill thread sleeps with a deadline to write the records in the tail (see
+    /// `SpillThread::run`): records framed meanwhile need not wake it.
+    pub(crate) tail_write_armed: bool,
     disk_bytes: u64,
     segments: usize,
     /// Bumped whenever files are deleted: a put waiting at the disk cap waits for this.
@@ -167,6 +170,7 @@ impl Spill {
             removals: 0,
             checkpoint_wanted: false,
             idle: false,
+            tail_write_armed: false,
             disk_bytes,
             space_freed: 0,
             at_cap: false,
@@ -329,6 +333,8 @@ impl Spill {
             || self.durable_wanted > self.durable_end
             || self.retire_wanted
             || self.stopping
+            // The first records framed while the thread sleeps without a deadline: it arms one.
+            || (self.buffer.tail_has_records() && !self.tail_write_armed)
     }
 
     /// Puts wait at the disk cap and every record on disk was removed: asks the spill thread to

@@ -69,7 +69,15 @@ pub(crate) struct SpillThread<H: Host> {
     ahead_blocked: bool,
     /// `EveryPut` producers waiting when the last fsync ended.
     last_group: usize,
+    /// The thread was idle for [`IDLE_WRITE`] with records in the tail: write them.
+    write_tail: bool,
 }
+
+/// Records framed in the tail are written once the thread has been idle this long, so that a
+/// producer that stops mid-buffer leaves nothing only in memory for longer (a kill loses what
+/// is not in the file). Short next to what a person notices; long next to the time a busy
+/// producer takes to fill a buffer, so it adds no write while records keep coming.
+const IDLE_WRITE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Longest wait for more durable puts before an fsync (see `gather`): short next to an fsync,
 /// long enough for the producers an fsync woke to be scheduled and put again.
@@ -90,6 +98,7 @@ impl<H: Host> SpillThread<H> {
             rolled: false,
             ahead_blocked: false,
             last_group: 0,
+            write_tail: false,
         }
     }
 
@@ -104,9 +113,21 @@ impl<H: Host> SpillThread<H> {
                     if let Some(round) = self.plan(&mut guard) {
                         break round;
                     }
+                    let idle_write = guard
+                        .buffer
+                        .tail_has_records()
+                        .then(|| Instant::now().checked_add(IDLE_WRITE))
+                        .flatten();
+                    let wake_at = match (self.next_tick, idle_write) {
+                        (Some(tick), Some(write)) => Some(tick.min(write)),
+                        (tick, write) => tick.or(write),
+                    };
                     guard.idle = true;
-                    guard = host.sleep(guard, self.next_tick);
+                    guard.tail_write_armed = idle_write.is_some();
+                    guard = host.sleep(guard, wake_at);
                     guard.idle = false;
+                    guard.tail_write_armed = false;
+                    self.write_tail = idle_write.is_some_and(|at| Instant::now() >= at);
                 }
             };
             let outcome = self.perform(&round);
@@ -184,7 +205,8 @@ impl<H: Host> SpillThread<H> {
         }
         round.segment = spill.segment_wanted.take();
         let retire_wanted = std::mem::take(&mut spill.retire_wanted);
-        if round.flush || round.segment.is_some() || retire_wanted {
+        let write_tail = std::mem::take(&mut self.write_tail);
+        if round.flush || round.segment.is_some() || retire_wanted || write_tail {
             // Everything framed so far goes now; a segment wanted may be waiting for the roll
             // in the tail to be written before its spare can be made.
             spill.buffer.seal();
