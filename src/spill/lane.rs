@@ -31,20 +31,20 @@ use std::sync::atomic::Ordering;
 /// into memory and disk, which is the point of the queue.
 const LANE_RETRIES: u32 = 3;
 
-/// The lane's atomics and cells: loom's under `--cfg loom`, so its model checker can run the
+/// The lane's atomics and cells: loom's under `--cfg spillq_loom`, so its model checker can run the
 /// lane's protocols (`lane_loom` tests below).
-#[cfg(loom)]
+#[cfg(spillq_loom)]
 use loom::cell::UnsafeCell as ValueCell;
-#[cfg(loom)]
+#[cfg(spillq_loom)]
 use loom::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
-#[cfg(not(loom))]
+#[cfg(not(spillq_loom))]
 use std::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
 
 /// `std`'s cell with loom's interface.
-#[cfg(not(loom))]
+#[cfg(not(spillq_loom))]
 struct ValueCell<T>(std::cell::UnsafeCell<T>);
 
-#[cfg(not(loom))]
+#[cfg(not(spillq_loom))]
 impl<T> ValueCell<T> {
     fn new(value: T) -> Self {
         Self(std::cell::UnsafeCell::new(value))
@@ -61,12 +61,12 @@ pub(crate) const SPIN_STEPS: u32 = 6;
 /// Step `step` of a wait loop's backoff: spin, or from [`SPIN_STEPS`] on, yield the processor.
 /// Under loom, a yield point of the model.
 pub(crate) fn pause(step: u32) {
-    #[cfg(loom)]
+    #[cfg(spillq_loom)]
     {
         let _ = step;
         loom::thread::yield_now();
     }
-    #[cfg(not(loom))]
+    #[cfg(not(spillq_loom))]
     if step < SPIN_STEPS {
         for _ in 0..(1u32 << step) {
             std::hint::spin_loop();
@@ -431,7 +431,7 @@ impl<T> Lane<T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(spillq_loom)))]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
@@ -569,7 +569,7 @@ mod tests {
 
 /// The lane's protocols under loom, which runs the interleavings of the threads (and every
 /// value a load may see under the memory model) for the lane's atomics and cells.
-#[cfg(all(test, loom))]
+#[cfg(all(test, spillq_loom))]
 mod lane_loom {
     #![allow(clippy::unwrap_used)]
 
