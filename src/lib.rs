@@ -105,6 +105,14 @@
 //! ([`Error::Poisoned`]). Nothing on disk makes spillq panic.
 //!
 //! The on-disk format and the recovery algorithm are specified in `docs/format.md`.
+//!
+//! # Further reading
+//!
+//! In the repository's `docs/`: `durability.md` (what each mode keeps, and how),
+//! `tuning.md` (`cache_size`, segment size, `max_len`, `max_disk_bytes`), `reliability.md`
+//! (the crash, power-loss, corruption and fuzz runs), `benchmarks.md` (figures beside the
+//! other queues), `architecture.md`, `async.md`, `scale-out.md` (the `spillq-nats` crate,
+//! forwarding to NATS JetStream) and `python.md` (the Python package).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]

@@ -380,6 +380,8 @@ impl Queue {
         signature = (path, cache_size=None, maxsize=0, segment_size=None, durability=None, serializer=None, max_disk_bytes=None),
         text_signature = "(path, cache_size=4096, maxsize=0, segment_size=67108864, durability='on_sync', serializer=spillq.PICKLE, max_disk_bytes=None)"
     )]
+    // One parameter per keyword argument of the Python constructor.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         path: PathBuf,
