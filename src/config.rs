@@ -30,7 +30,7 @@ pub(crate) const DEFAULT_CHECKPOINT_EVERY_REMOVALS: u64 = 10_000;
 #[non_exhaustive]
 pub enum Durability {
     /// Items in memory reach disk when they overflow the cache, or at `sync()` / `close()`.
-    /// The fastest, and the seeds' behaviour.
+    /// The fastest; what the Python queues spillq replaces do.
     #[default]
     OnSync,
     /// As `OnSync`, and the spill thread also writes and fsyncs whatever is new at least this

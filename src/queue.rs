@@ -119,6 +119,10 @@ impl<T: Send + 'static> Queue<T> {
 
     /// Appends `item` if the queue has room now; never waits for room.
     ///
+    /// It may still wait briefly for the spill thread: for the next segment file to be made
+    /// (when the spare made ahead is not ready), and, under `Durability::EveryPut`, for the
+    /// fsync of its record, which it was accepted into.
+    ///
     /// # Errors
     ///
     /// The item comes back in the error: [`TryPutError::Full`] at `max_len`,
@@ -144,6 +148,9 @@ impl<T: Send + 'static> Queue<T> {
     }
 
     /// Appends `item`, waiting up to `timeout` for room.
+    ///
+    /// Under `Durability::EveryPut` an accepted item's fsync is waited for past `timeout`: the
+    /// item is in the queue by then and cannot be given back.
     ///
     /// # Errors
     ///

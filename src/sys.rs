@@ -1,5 +1,6 @@
 //! Thin wrappers over the system calls std does not offer: `fallocate` and directory fsync.
-//! With `log/segment.rs`, the only place with `unsafe`.
+//! Every `unsafe` block states its invariant (`// SAFETY:`); the others are in `log/segment.rs`,
+//! `log/record.rs` and `spill/lane.rs`.
 
 use std::fs::File;
 use std::io;

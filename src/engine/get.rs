@@ -162,9 +162,11 @@ impl<T: Send + 'static> Engine<T> {
         if *loaded < spill.written() {
             let hint = position_hint.filter(|(sequence, _)| sequence == loaded);
             reader.seek(*loaded, hint.map(|(_, at)| at));
-            reader.read(&spill.progress, want, &mut visit)?;
-            // Records found missing moved the reader past them too.
+            let read = reader.read(&spill.progress, want, &mut visit);
+            // Records found missing moved the reader past them too; on an error (opening the
+            // next segment), the records read before it are in the ring and count as loaded.
             *loaded = reader.expected().max(*loaded).min(spill.next_sequence());
+            read?;
         } else {
             if buffered.sequence() != *loaded {
                 *buffered = SpillBuffer::cursor_at(*loaded);

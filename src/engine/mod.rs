@@ -481,12 +481,17 @@ impl<T: Send + 'static> Engine<T> {
             ring,
             spill,
             codec_failures,
+            loaded,
             ..
         } = state;
         let mut needs = None;
         ring.write_unwritten(|position, item| {
             match spill.append(|buf| self.codec.encode(item, buf)) {
-                Ok(sequence) => Some(Written::At(sequence)),
+                Ok(sequence) => {
+                    // Kept in step record by record, should a later item's codec panic.
+                    *loaded = sequence + 1;
+                    Some(Written::At(sequence))
+                }
                 Err(AppendError::NeedsSegments(want)) => {
                     needs = Some(want);
                     None
@@ -542,16 +547,33 @@ impl<T: Send + 'static> Engine<T> {
     /// Waits until attempt `attempt` to make segments has ended (see `segment_outcome`).
     fn wait_for_attempt<'a>(
         &'a self,
-        mut state: MutexGuard<'a, State<T>>,
+        state: MutexGuard<'a, State<T>>,
         attempt: u64,
     ) -> (MutexGuard<'a, State<T>>, Result<(), Error>) {
+        let (state, outcome) = self.wait_for_attempt_until(state, attempt, None);
+        (state, outcome.unwrap_or(Err(Error::Full)))
+    }
+
+    /// As [`wait_for_attempt`](Self::wait_for_attempt), until `deadline`: `None` if it passed
+    /// first (the attempt goes on; a later call finds its segment).
+    fn wait_for_attempt_until<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State<T>>,
+        attempt: u64,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, State<T>>, Option<Result<(), Error>>) {
         loop {
             if let Some(outcome) = Self::segment_outcome(&state, attempt) {
-                return (state, outcome);
+                return (state, Some(outcome));
             }
             state.producers_waiting += 1;
-            state = self.wait(&self.room, state, None).0;
+            let (guard, timed_out) = self.wait(&self.room, state, deadline);
+            state = guard;
             state.producers_waiting -= 1;
+            if timed_out {
+                let outcome = Self::segment_outcome(&state, attempt);
+                return (state, outcome);
+            }
         }
     }
 

@@ -271,8 +271,17 @@ impl<T: Send + 'static> Engine<T> {
                 }
                 Attempt::Segment(items, attempt) => {
                     let freed = state.spill.space_freed();
-                    let (guard, outcome) = self.wait_for_attempt(state, attempt);
+                    // `try_put` waits for the segment file being made (no room is waited
+                    // for); `put_timeout` no longer than its timeout.
+                    let deadline = match wait {
+                        Wait::Until(Some(deadline)) => Some(deadline),
+                        Wait::No | Wait::Until(None) => None,
+                    };
+                    let (guard, outcome) = self.wait_for_attempt_until(state, attempt, deadline);
                     state = guard;
+                    let Some(outcome) = outcome else {
+                        return Err(Refused::Full(items));
+                    };
                     match outcome {
                         Ok(()) => items,
                         // At the disk cap: as at `max_len`, wait for consumers to free room.

@@ -123,14 +123,30 @@ pub(crate) enum FrameError<E> {
 
 /// Takes `buf` back to `len` bytes when dropped, unless [`keep`](Self::keep) was called: a
 /// record whose encoding fails, or panics, leaves nothing behind.
-struct Rollback<'a> {
+/// Truncates a buffer back to its length at creation when dropped, unless told to keep what
+/// was appended: framing that fails, or whose encoder panics, leaves nothing behind.
+pub(crate) struct Rollback<'a> {
     buf: &'a mut Vec<u8>,
     len: usize,
     keep: bool,
 }
 
-impl Rollback<'_> {
-    fn keep(mut self) {
+impl<'a> Rollback<'a> {
+    pub(crate) fn new(buf: &'a mut Vec<u8>) -> Self {
+        let len = buf.len();
+        Self {
+            buf,
+            len,
+            keep: false,
+        }
+    }
+
+    /// The buffer, to append to.
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
+        self.buf
+    }
+
+    pub(crate) fn keep(mut self) {
         self.keep = true;
     }
 }
@@ -152,11 +168,7 @@ pub(crate) fn frame<E>(
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<usize, FrameError<E>> {
     let start = buf.len();
-    let rollback = Rollback {
-        buf,
-        len: start,
-        keep: false,
-    };
+    let rollback = Rollback::new(buf);
     rollback.buf.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
     encode(rollback.buf).map_err(FrameError::Encode)?;
     let payload_start = start + RECORD_HEADER_BYTES;

@@ -5,14 +5,14 @@
 //!
 //! A memory map turns file changes made by anyone into changes of memory Rust believes it owns,
 //! and a read past the end of a shrunk file into SIGBUS. spillq keeps both out:
-//! - The directory lock (`log/mod.rs`) keeps every other spillq process out of the directory,
+//! - The directory lock (`log/lock.rs`) keeps every other spillq process out of the directory,
 //!   and no file is ever shrunk: files only grow (`fallocate`), and [`cut`] zeroes a range
 //!   without changing the length.
 //! - A file is reserved with `fallocate` before it is written, so the writer never needs a block
 //!   the disk does not have.
 //! - No `&[u8]` is held over bytes another thread writes: the writer only writes at and beyond
-//!   its published end, and a reader only forms slices below the end the writer published (with
-//!   release/acquire ordering through the log's progress mutex).
+//!   its published end, and a reader only forms slices below the end the writer published (the
+//!   spill thread publishes it under the queue's mutex, which readers hold while they read it).
 //!
 //! Files changed by a process that ignores the lock are outside what spillq can defend against.
 

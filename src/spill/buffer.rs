@@ -9,10 +9,10 @@
 //!
 //! Invariant: every framed record has its space on disk reserved (the head segment is cut and
 //! reserved, or the spare is), so writing it never needs new space. A record that has no room
-//! is not framed: the caller gets [`AppendError::NeedsSegment`] and waits for the spill thread.
+//! is not framed: the caller gets [`AppendError::NeedsSegments`] and waits for the spill thread.
 
 use crate::log::Head;
-use crate::log::record::{self, FrameError, SEGMENT_HEADER_BYTES};
+use crate::log::record::{self, FrameError, Rollback, SEGMENT_HEADER_BYTES};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -237,24 +237,27 @@ impl SpillBuffer {
             return Ok(None);
         }
         let first = self.next_sequence;
-        let (start, records) = (self.tail.bytes.len(), self.tail.records);
+        let records = self.tail.records;
         let mut end = head.end;
-        let mut failure = None;
+        // Until the whole batch fits, its records are taken back, also if `encode` panics.
+        let mut batch = Rollback::new(&mut self.tail.bytes);
+        let mut outcome = Ok(None);
         for index in 0..count {
             let sequence = first + index as u64;
-            match record::frame(&mut self.tail.bytes, sequence, |buf| encode(index, buf)) {
+            match record::frame(batch.buf(), sequence, |buf| encode(index, buf)) {
                 Ok(size) if end + size as u64 <= head.len => end += size as u64,
                 Ok(_) => break,
                 Err(FrameError::Encode(error)) => {
-                    failure = Some(AppendError::Encode(error));
+                    outcome = Err(AppendError::Encode(error));
                     break;
                 }
                 Err(FrameError::TooLarge(bytes)) => {
-                    failure = Some(AppendError::TooLarge(bytes));
+                    outcome = Err(AppendError::TooLarge(bytes));
                     break;
                 }
             }
             if index + 1 == count {
+                batch.keep();
                 self.start_tail(first);
                 self.tail.records = records + count as u64;
                 self.head.end = end;
@@ -262,11 +265,8 @@ impl SpillBuffer {
                 return Ok(Some(first..self.next_sequence));
             }
         }
-        self.tail.bytes.truncate(start);
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(None),
-        }
+        drop(batch);
+        outcome
     }
 
     /// Frames records whose payloads lie one after another in `payloads` (`lens` long each),
@@ -414,12 +414,12 @@ impl SpillBuffer {
         self.tail.bytes.len() >= SEAL_BYTES
     }
 
-    /// Hands the tail to the spill thread, if it holds records.
     /// Whether records are framed in the tail, not yet sealed for the spill thread.
     pub(crate) fn tail_has_records(&self) -> bool {
         self.tail.records > 0
     }
 
+    /// Hands the tail to the spill thread, if it holds records.
     pub(crate) fn seal(&mut self) {
         if self.tail.records == 0 {
             self.tail.bytes.clear();
@@ -511,7 +511,7 @@ impl SpillBuffer {
         visited
     }
 
-    /// A cursor at `sequence`, with its segment and file offset if the buffers know them.
+    /// A cursor at `sequence`, not yet placed in a buffer (the first read finds it).
     pub(crate) fn cursor_at(sequence: u64) -> BufferCursor {
         BufferCursor {
             sequence,

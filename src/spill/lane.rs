@@ -305,11 +305,11 @@ impl<T> Drop for Ring<T> {
     }
 }
 
-/// The lock-free front of the memory ring (see the module docs, and `cache.rs`).
+/// The lock-free front of the memory ring (see the module docs, and `engine/mod.rs`).
 pub(crate) struct Lane<T> {
     /// `None` when the queue's options never allow it.
     ring: Option<Ring<T>>,
-    /// Consumers about to sleep, or sleeping, on `not_empty`: a producer that pushed wakes them.
+    /// Consumers about to sleep, or sleeping, on the queue's `items` condition variable: a producer that pushed wakes them.
     /// Read after every push, written only by consumers going to sleep: a line of its own.
     waiters: Padded<LaneAtomic>,
 }
@@ -376,7 +376,7 @@ impl<T> Lane<T> {
         }
     }
 
-    /// A consumer about to sleep on `not_empty`, under the queue's lock: counts itself, then
+    /// A consumer about to sleep on the queue's `items` condition variable, under the queue's lock: counts itself, then
     /// looks at the lane once more. Returns whether it is still empty (so the consumer may
     /// sleep). With [`Lane::wake_wanted`]: either this look sees a producer's item, or that
     /// producer sees the count and wakes the consumer (through the lock, so not before it

@@ -105,6 +105,7 @@ impl<H: Host> SpillThread<H> {
     /// The thread's body: rounds until the queue asks it to stop.
     pub(crate) fn run(mut self) {
         let host = Arc::clone(&self.host);
+        let _unwind = FailOnUnwind(Arc::clone(&host));
         loop {
             let round = {
                 let mut guard = host.lock();
@@ -492,5 +493,29 @@ impl<H: Host> SpillThread<H> {
         }
         self.host.notify(guard, events);
         done
+    }
+}
+
+/// Should the spill thread unwind (a codec that panics while an `Interval` tick writes items
+/// held in memory), the queue fails as after an I/O error and stops, so that callers waiting
+/// for the thread (`sync`, `close`, `EveryPut` puts) get an error instead of waiting for ever.
+struct FailOnUnwind<H: Host>(Arc<H>);
+
+impl<H: Host> Drop for FailOnUnwind<H> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut guard = self.0.lock();
+        let spill: &mut Spill = &mut guard;
+        spill
+            .failure
+            .get_or_insert_with(|| Failure("the spill thread panicked".into()));
+        spill.stopped = true;
+        let events = Events {
+            progress: true,
+            space: true,
+        };
+        self.0.notify(&mut guard, events);
     }
 }
