@@ -37,7 +37,8 @@ pub enum Ordering {
     ///
     /// A bonus: the server's refusals name the last item it stored, so after an outage longer
     /// than the duplicate window the forwarder still knows which items the stream holds and
-    /// does not store them twice.
+    /// does not store them twice. A server restarted after its last message left the window no
+    /// longer knows its last id; the forwarder then reads the stream's last message instead.
     #[default]
     Strict,
     /// Other publishers write to the stream too. No order header is sent. Each item is stored

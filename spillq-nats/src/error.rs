@@ -41,6 +41,14 @@ pub enum Error {
         /// What JetStream said.
         description: String,
     },
+    /// JetStream is not enabled on the server or for the account (the JetStream API said so
+    /// when asked about the stream). Every item stays in the queue.
+    JetStreamDisabled {
+        /// JetStream's error code (`err_code`).
+        code: u64,
+        /// What JetStream said.
+        description: String,
+    },
     /// In [`Ordering::Strict`](crate::Ordering::Strict), the stream's last message was sent by
     /// another publisher, so this forwarder cannot keep the queue's order in it.
     OtherPublisher {
@@ -61,8 +69,8 @@ pub enum Error {
     Queue(spillq::Error),
     /// The NATS client was closed (drained or dropped), so nothing can be published with it.
     ClientClosed,
-    /// [`run`](crate::Forwarder::run) was called while another call on the same forwarder was
-    /// still running.
+    /// [`run`](crate::Forwarder::run) was called while another run on the same queue (by this
+    /// forwarder or another one in this process) was still running.
     AlreadyRunning,
 }
 
@@ -103,6 +111,11 @@ impl fmt::Display for Error {
                 "JetStream refused item {sequence}: {description} (error code {code}); fix the \
                  stream or the server and run the forwarder again; {STAYS}"
             ),
+            Self::JetStreamDisabled { code, description } => write!(
+                f,
+                "JetStream is not available: {description} (error code {code}); run the \
+                 forwarder again once it is; every item stays in the queue"
+            ),
             Self::OtherPublisher {
                 subject,
                 last_message_id,
@@ -129,7 +142,8 @@ impl fmt::Display for Error {
                  not yet acknowledged stays in the queue",
             ),
             Self::AlreadyRunning => {
-                f.write_str("this forwarder is already running; call run once at a time")
+                f.write_str("a forwarder is already running on this queue; run one forwarder per queue, once at \
+                 a time")
             }
         }
     }

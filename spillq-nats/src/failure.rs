@@ -34,19 +34,6 @@ pub(crate) enum Failure {
     Fatal(Error),
 }
 
-impl Failure {
-    /// Orders failures by what they demand: a fatal one ends the run, an order refusal carries
-    /// what the stream holds, a missing responder asks the API; a plain retry demands least.
-    pub(crate) fn weight(&self) -> u8 {
-        match self {
-            Self::Transient(_) => 0,
-            Self::NoResponders => 1,
-            Self::OutOfOrder(_) => 2,
-            Self::Fatal(_) => 3,
-        }
-    }
-}
-
 /// Classifies a failed publish or acknowledgement of the message `sent`.
 pub(crate) fn classify(
     error: &PublishError,

@@ -40,11 +40,12 @@ use futures_util::stream::FuturesOrdered;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use spillq::{Delivery, Queue};
+use std::collections::BTreeSet;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{self, AtomicBool};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -79,7 +80,6 @@ pub struct Forwarder<T: Send + 'static> {
     max_backoff: Duration,
     ordering: Ordering,
     counters: Counters,
-    running: AtomicBool,
     stop: watch::Sender<bool>,
 }
 
@@ -110,14 +110,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Forwarder<T> {
             max_backoff: DEFAULT_MAX_BACKOFF,
             ordering: Ordering::default(),
             counters: Counters::default(),
-            running: AtomicBool::new(false),
             stop: watch::Sender::new(false),
         }
     }
 
     /// How many messages may be in flight (published, not yet acknowledged) at once; 512 by
     /// default, at least 1. A larger window keeps a distant server busier; everything in
-    /// flight when the server goes away is sent again.
+    /// flight when the server goes away is sent again. The context's
+    /// [`max_ack_inflight`](async_nats::jetstream::ContextBuilder::max_ack_inflight) (5000 by
+    /// default) caps the messages actually in flight.
     ///
     /// ```no_run
     /// # fn demo(forwarder: spillq_nats::Forwarder<u64>) {
@@ -231,10 +232,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Forwarder<T> {
     /// # Errors
     ///
     /// [`Error::StreamNotFound`], [`Error::TooLarge`], [`Error::Refused`],
-    /// [`Error::OtherPublisher`] and [`Error::Encode`] when JetStream or the codec refuses an
-    /// item for good (the item stays in the queue); [`Error::Queue`] if the queue fails (also
-    /// its sync before publishing);
-    /// [`Error::ClientClosed`]; [`Error::AlreadyRunning`].
+    /// [`Error::JetStreamDisabled`], [`Error::OtherPublisher`] and [`Error::Encode`] when
+    /// JetStream or the codec refuses an item for good (the item stays in the queue);
+    /// [`Error::Queue`] if the queue fails (also its sync before publishing);
+    /// [`Error::ClientClosed`]; [`Error::AlreadyRunning`] if a run on the same queue (by this
+    /// forwarder or another in this process) is under way.
+    ///
+    /// Closing the queue while items are in flight ends the run with `Ok`; those items stay in
+    /// the queue and go out again with the next run, where JetStream drops them as duplicates.
     ///
     /// ```no_run
     /// # async fn demo(forwarder: spillq_nats::Forwarder<u64>) {
@@ -245,13 +250,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Forwarder<T> {
     /// # }
     /// ```
     pub async fn run(&self) -> Result<(), Error> {
-        if self.running.swap(true, atomic::Ordering::AcqRel) {
-            return Err(Error::AlreadyRunning);
-        }
-        let _running = Running(&self.running);
+        let _running = Running::claim(&self.queue_id).ok_or(Error::AlreadyRunning)?;
         let mut run = Run {
             forwarder: self,
-            window: FuturesOrdered::new(),
+            window: Window::default(),
             pending: VecDeque::new(),
             last_taken: None,
             backoff: Backoff::new(self.initial_backoff, self.max_backoff),
@@ -363,19 +365,50 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Forwarder<T> {
                     });
                 }
                 match failure::api_error(&error) {
-                    Some(api) if failure::jetstream_disabled(api) => Err(Error::Refused {
-                        sequence: 0,
-                        code: api.error_code().0,
-                        description: format!(
-                            "{api}: start nats-server with JetStream (-js) or enable it for the account"
-                        ),
-                    }),
+                    Some(api) if failure::jetstream_disabled(api) => {
+                        Err(Error::JetStreamDisabled {
+                            code: api.error_code().0,
+                            description: format!(
+                                "{api}: start nats-server with JetStream (-js) or enable it for the account"
+                            ),
+                        })
+                    }
                     // The API did not answer (JetStream still starting, no meta leader): the
                     // stream may well be there.
                     _ => Ok(()),
                 }
             }
         }
+    }
+}
+
+impl<T: Send + 'static> Forwarder<T> {
+    /// Reads the stream's last message: its `Nats-Msg-Id`, or that the stream is empty. `Err`
+    /// with the reason when the API does not answer.
+    async fn stream_end(&self) -> Result<StreamEnd, String> {
+        let name = self
+            .js
+            .stream_by_subject(self.subject.as_str())
+            .await
+            .map_err(|error| error.to_string())?;
+        let stream = self
+            .js
+            .get_stream(&name)
+            .await
+            .map_err(|error| error.to_string())?;
+        let state = &stream.cached_info().state;
+        if state.messages == 0 {
+            return Ok(StreamEnd::Empty);
+        }
+        let message = stream
+            .get_raw_message(state.last_sequence)
+            .await
+            .map_err(|error| error.to_string())?;
+        let id = message
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map_or("", |id| id.as_str());
+        Ok(StreamEnd::Last(message_id::parse(&self.queue_id, id)))
     }
 }
 
@@ -391,12 +424,30 @@ impl<T: Send + 'static> fmt::Debug for Forwarder<T> {
     }
 }
 
-/// Clears the running flag when `run` ends, however it ends.
-struct Running<'a>(&'a AtomicBool);
+/// The identities of the queues a run forwards now, in this process: two runs on one queue
+/// would each remove items the other has in flight, and take the other's messages for foreign.
+static RUNNING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
-impl Drop for Running<'_> {
+fn running() -> MutexGuard<'static, BTreeSet<String>> {
+    // The set stays consistent whatever panicked while it was locked.
+    RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A queue's place in [`RUNNING`], given up when `run` ends, however it ends.
+struct Running(String);
+
+impl Running {
+    /// `None` if a run on the queue is under way already.
+    fn claim(queue_id: &str) -> Option<Self> {
+        running()
+            .insert(queue_id.to_string())
+            .then(|| Self(queue_id.to_string()))
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
-        self.0.store(false, atomic::Ordering::Release);
+        running().remove(&self.0);
     }
 }
 
@@ -446,6 +497,46 @@ type Answered<T> = (Entry<T>, Result<PublishAck, PublishError>);
 /// A published entry waiting for JetStream's answer.
 type InFlight<T> = Pin<Box<dyn Future<Output = Answered<T>> + Send>>;
 
+/// The published entries, answered in publish order. Answers that came while a publish waited
+/// for one of the client's permits for acknowledgements in flight (`max_ack_inflight`) are kept
+/// ahead of the rest: polling the window frees those permits, so a window larger than the
+/// client's limit does not wait for ever.
+struct Window<T: Send + 'static> {
+    answered: VecDeque<Answered<T>>,
+    in_flight: FuturesOrdered<InFlight<T>>,
+}
+
+impl<T: Send + 'static> Default for Window<T> {
+    fn default() -> Self {
+        Self {
+            answered: VecDeque::new(),
+            in_flight: FuturesOrdered::new(),
+        }
+    }
+}
+
+impl<T: Send + 'static> Window<T> {
+    fn len(&self) -> usize {
+        self.answered.len() + self.in_flight.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push_back(&mut self, in_flight: InFlight<T>) {
+        self.in_flight.push_back(in_flight);
+    }
+
+    /// The oldest answer; `None` when nothing is in flight. Cancel-safe.
+    async fn next(&mut self) -> Option<Answered<T>> {
+        match self.answered.pop_front() {
+            Some(answered) => Some(answered),
+            None => self.in_flight.next().await,
+        }
+    }
+}
+
 /// What ended a wait in the main loop.
 enum Event<T: Send + 'static> {
     Stop,
@@ -454,41 +545,70 @@ enum Event<T: Send + 'static> {
 }
 
 /// What became of a failed entry's neighbours while the window was settled.
+#[derive(Default)]
 struct Settled {
-    /// The failure that demands most (see [`Failure::weight`]).
-    worst: Failure,
+    /// A refusal that retrying cannot cure (the first noted).
+    fatal: Option<Error>,
+    /// What order refusals said of the stream's last message: a foreign id rather than an
+    /// unknown one, rather than one of ours.
+    out_of_order: Option<LastId>,
+    /// Why a message was not taken when the server or the stream may take it later: those
+    /// call for a backoff even when order refusals came too (a stream at its limits refuses
+    /// the head for room and the rest for order).
+    retry: Option<Failure>,
     /// The largest sequence number the server named as the stream's last message of ours.
     last_stored: Option<u64>,
 }
 
 impl Settled {
-    fn new(first: Failure) -> Self {
-        let mut settled = Self {
-            worst: Failure::Transient(String::new()),
-            last_stored: None,
-        };
-        settled.note(first);
-        settled
-    }
-
     fn note(&mut self, failure: Failure) {
-        if let Failure::OutOfOrder(LastId::Ours(sequence)) = failure {
-            self.last_stored = Some(
-                self.last_stored
-                    .map_or(sequence, |known| known.max(sequence)),
-            );
-        }
-        if failure.weight() >= self.worst.weight() {
-            self.worst = failure;
+        match failure {
+            Failure::Fatal(error) => {
+                self.fatal.get_or_insert(error);
+            }
+            Failure::OutOfOrder(last) => {
+                if let LastId::Ours(sequence) = last {
+                    self.last_stored = Some(
+                        self.last_stored
+                            .map_or(sequence, |known| known.max(sequence)),
+                    );
+                }
+                let rank = |last: &LastId| match last {
+                    LastId::Ours(_) => 0,
+                    LastId::Unknown => 1,
+                    LastId::Foreign(_) => 2,
+                };
+                if self
+                    .out_of_order
+                    .as_ref()
+                    .is_none_or(|known| rank(&last) > rank(known))
+                {
+                    self.out_of_order = Some(last);
+                }
+            }
+            // A missing responder asks the API whether the stream is there: it comes first.
+            Failure::NoResponders => self.retry = Some(Failure::NoResponders),
+            Failure::Transient(reason) => {
+                if self.retry.is_none() {
+                    self.retry = Some(Failure::Transient(reason));
+                }
+            }
         }
     }
+}
+
+/// How the stream ends, read from the stream itself.
+enum StreamEnd {
+    Empty,
+    /// The `Nats-Msg-Id` of its last message (`Unknown` if it has none).
+    Last(LastId),
 }
 
 /// The state of one call to `run`.
 struct Run<'a, T: Send + 'static> {
     forwarder: &'a Forwarder<T>,
     /// Published entries, answered in the order they were published.
-    window: FuturesOrdered<InFlight<T>>,
+    window: Window<T>,
     pending: VecDeque<Entry<T>>,
     /// The sequence number of the last item taken from the queue: the next one follows it.
     last_taken: Option<u64>,
@@ -625,7 +745,23 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Run<'_, T> {
             let retry = entry.attempts > 0;
             entry.attempts += 1;
             self.probing = entry.after == After::Probe;
-            match forwarder.publish(entry).await {
+            let sent = {
+                let sending = forwarder.publish(entry);
+                tokio::pin!(sending);
+                let window = &mut self.window;
+                loop {
+                    tokio::select! {
+                        biased;
+                        sent = &mut sending => break sent,
+                        // The client may be out of permits until acknowledgements in flight
+                        // are taken: take them meanwhile.
+                        Some(answered) = window.in_flight.next(), if !window.in_flight.is_empty() => {
+                            window.answered.push_back(answered);
+                        }
+                    }
+                }
+            };
+            match sent {
                 Ok(in_flight) => {
                     Counters::add(&forwarder.counters.published, 1);
                     if retry {
@@ -792,7 +928,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Run<'_, T> {
     async fn recover(&mut self, oldest: Option<Entry<T>>, first: Failure) -> Result<(), Error> {
         let forwarder = self.forwarder;
         let mut failed: VecDeque<Entry<T>> = oldest.into_iter().collect();
-        let mut settled = Settled::new(first);
+        let mut settled = Settled::default();
+        settled.note(first);
         self.probing = false;
         while let Some((entry, answer)) = self.window.next().await {
             match answer {
@@ -812,39 +949,63 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Run<'_, T> {
             self.pending.push_front(entry);
         }
 
-        let Settled { worst, last_stored } = settled;
+        let Settled {
+            fatal,
+            out_of_order,
+            retry,
+            last_stored,
+        } = settled;
         if let Some(stored) = last_stored {
             self.found_in_stream(stored)?;
         }
-        let reason = match worst {
-            Failure::Fatal(error) => {
-                return match item_of(&error) {
-                    // The items before it may still go: block the queue at it; they are sent
-                    // again at once.
-                    Some(sequence) if self.blocked.is_none() => {
-                        self.blocked = Some((sequence, error));
-                        Ok(())
-                    }
-                    _ => Err(error),
-                };
-            }
-            Failure::OutOfOrder(LastId::Foreign(last_message_id)) if !probed => {
+        if let Some(error) = fatal {
+            return match item_of(&error) {
+                // The items before it may still go: block the queue at it; they are sent
+                // again at once.
+                Some(sequence) if self.blocked.is_none() => {
+                    self.blocked = Some((sequence, error));
+                    Ok(())
+                }
+                _ => Err(error),
+            };
+        }
+        let mut unreadable = None;
+        let only_order = out_of_order.is_some() && retry.is_none();
+        match out_of_order {
+            Some(LastId::Foreign(last_message_id)) if !probed => {
                 return Err(Error::OtherPublisher {
                     subject: forwarder.subject.to_string(),
                     last_message_id,
                 });
             }
-            Failure::OutOfOrder(_) => {
-                if last_stored.is_none()
-                    && let Some(head) = self.pending.front_mut()
-                {
-                    // The stream's last message is not one of ours it knows (it restarted and
-                    // its last message is older than the duplicate window, or the run starts
-                    // on a stream holding other messages): the head goes without an order
-                    // condition, and the duplicate window judges it.
+            Some(LastId::Unknown) if last_stored.is_none() => {
+                // The server does not know its last id (it restarted, and its last message
+                // is older than the duplicate window): read the last message itself, lest
+                // items it holds be stored again.
+                match forwarder.stream_end().await {
+                    Ok(end) => self.at_stream_end(end, probed)?,
+                    Err(reason) => unreadable = Some(reason),
+                }
+            }
+            Some(_) if last_stored.is_none() => {
+                // A probe found another publisher's message last (the run starts on a
+                // stream holding other messages): the duplicate window judges the head.
+                if let Some(head) = self.pending.front_mut() {
                     head.after = After::Anything;
                 }
-                // The server answered, so it is there: send again at once, in order.
+            }
+            _ => {}
+        }
+        let reason = match (retry, unreadable) {
+            (_, Some(reason)) => format!("could not read the stream's last message: {reason}"),
+            (Some(Failure::NoResponders), None) => {
+                forwarder.confirm_stream().await?;
+                "no responder for the subject yet".to_string()
+            }
+            (Some(Failure::Transient(reason)), None) => reason,
+            (_, None) if only_order => {
+                // Only order refusals: the server answered, so it is there. Send again at
+                // once, in order.
                 tracing::debug!(
                     subject = %forwarder.subject,
                     items = self.pending.len(),
@@ -852,11 +1013,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Run<'_, T> {
                 );
                 return Ok(());
             }
-            Failure::NoResponders => {
-                forwarder.confirm_stream().await?;
-                "no responder for the subject yet".to_string()
-            }
-            Failure::Transient(reason) => reason,
+            (_, None) => String::new(),
         };
         if self.pending.is_empty() {
             return Ok(());
@@ -897,6 +1054,33 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Run<'_, T> {
         }
         if let Some(head) = self.pending.front_mut() {
             head.after = After::Item(stored);
+        }
+        Ok(())
+    }
+
+    /// Acts on the stream's last message, read because the server did not know its id.
+    fn at_stream_end(&mut self, end: StreamEnd, probed: bool) -> Result<(), Error> {
+        match end {
+            StreamEnd::Last(LastId::Ours(stored)) => self.found_in_stream(stored)?,
+            StreamEnd::Last(LastId::Foreign(_) | LastId::Unknown) if probed => {}
+            StreamEnd::Last(LastId::Foreign(last_message_id)) => {
+                return Err(Error::OtherPublisher {
+                    subject: self.forwarder.subject.to_string(),
+                    last_message_id,
+                });
+            }
+            StreamEnd::Last(LastId::Unknown) => {
+                return Err(Error::OtherPublisher {
+                    subject: self.forwarder.subject.to_string(),
+                    last_message_id: String::new(),
+                });
+            }
+            StreamEnd::Empty => {}
+        }
+        // The server knows no last id, so it would refuse any expected one: the head goes
+        // without, and sets the id the next ones name.
+        if let Some(head) = self.pending.front_mut() {
+            head.after = After::Anything;
         }
         Ok(())
     }

@@ -43,7 +43,8 @@
 //!   the item is sent. What a crash or a lost acknowledgement makes the forwarder send again,
 //!   JetStream drops as a duplicate within the stream's duplicate window (`duplicate_window`,
 //!   2 minutes by default). In [`Ordering::Strict`] the forwarder also learns the stream's last
-//!   id from the server, which covers outages longer than that window.
+//!   id from the server's refusals or, when a restarted server no longer knows it, from the
+//!   stream's last message, which covers outages longer than that window.
 //! - **Published only once durable.** What is published is always durable in the queue
 //!   first: an item goes out only once its sequence number is below
 //!   [`Stats::synced_sequence`](spillq::Stats::synced_sequence) (its record fsynced, or found
@@ -57,6 +58,13 @@
 //!   already on disk. One exception: when the queue's disk cap (`max_disk_bytes`) keeps the
 //!   sync from writing, the items the forwarder holds are published anyway (waiting could
 //!   wait for ever), and a warning says so, once per run.
+//!
+//!   A known limit: records found on disk when the queue was opened count as durable, but
+//!   after the process was killed the tail it had written may still be only in the page cache.
+//!   A power cut soon after the restart (two faults close together) can then lose records of
+//!   items already published, and spillq gives their sequence numbers to later items, which
+//!   JetStream drops as duplicates (within the duplicate window) or, in `Strict` order, the
+//!   forwarder takes for stored.
 //! - **In order.** In [`Ordering::Strict`] (the default, for a stream the forwarder alone
 //!   writes to) the server stores each message only right after the one before it, so the
 //!   stream holds the queue's items in queue order, across lost connections, restarted servers
@@ -85,10 +93,11 @@
 //! | the forwarding machine loses power | as spillq's contract: items put and never synced can be lost (with `Durability::OnSync` or `Interval`); none of them was published (see above), so no later item is taken for one |
 //! | the server's store is full, account or stream limits reached | retried with backoff, logged, until space is freed |
 //! | no stream captures the subject | [`Error::StreamNotFound`] (checked with the JetStream API, so a stream still being loaded is waited for) |
-//! | an item larger than `max_payload` or the stream's `max_msg_size` | the items before it are forwarded, then [`Error::TooLarge`]; the item stays at the head of the queue |
-//! | a sealed stream, JetStream disabled | [`Error::Refused`] |
+//! | an item larger than `max_payload` or the stream's `max_msg_size` | the items before it are forwarded, then [`Error::TooLarge`]; the item stays at the head of the queue. In [`Ordering::Shared`] the items in flight after it may be stored already, so once it goes it lands after them |
+//! | a sealed stream, JetStream disabled | [`Error::Refused`] (naming the item); [`Error::JetStreamDisabled`] when the JetStream API says so |
+//! | the server restarted and its stream's last message is older than the duplicate window | in `Strict` order the server no longer knows its last id; the forwarder reads the stream's last message and removes the items it holds from the queue without sending them again |
 //! | another publisher writes to the stream in `Strict` order | [`Error::OtherPublisher`] |
-//! | the queue is closed | in-flight messages are settled, `run` returns `Ok` |
+//! | the queue is closed | in-flight messages are settled, `run` returns `Ok`; items in flight at the close cannot be removed from the closed queue, so they are sent again by the next run (JetStream drops them as duplicates, or in `Strict` order finds them in the stream) |
 //! | [`stop`](Forwarder::stop) | the same, and acknowledged items are removed from the queue |
 //!
 //! Whatever error `run` returns, every item JetStream did not acknowledge is back in the queue,
@@ -99,12 +108,18 @@
 //! [`Forwarder::stats`] counts messages published, acknowledged, sent again, and reported as
 //! duplicates. The forwarder logs through [`tracing`](https://docs.rs/tracing): a warning for
 //! every failed round (with the error and the wait before the next), a warning while the
-//! server stays away, and an info event when it is back.
+//! server stays away, and an info event when it is back. In [`Ordering::Strict`] the first
+//! message of each run is a probe that the server refuses, naming its last message, and is
+//! then sent again: it counts in `published` (not in `retried`).
 //!
 //! # Running it
 //!
 //! Give the stream a `duplicate_window` longer than the outages you expect (the window costs
-//! the server memory per message id), and use one forwarder per queue. The context's timeout
+//! the server memory per message id), and use one forwarder per queue: a second
+//! [`run`](Forwarder::run) on a queue already forwarded in the process returns
+//! [`Error::AlreadyRunning`]. The context's
+//! [`max_ack_inflight`](async_nats::jetstream::ContextBuilder::max_ack_inflight) (5000 by
+//! default) caps the messages in flight below a larger window. The context's timeout
 //! ([`ContextBuilder::timeout`](async_nats::jetstream::ContextBuilder::timeout)) bounds the
 //! wait for each acknowledgement. `examples/forward.rs` is a complete program.
 

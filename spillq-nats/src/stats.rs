@@ -5,9 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counts of what a [`Forwarder`](crate::Forwarder) has done since it was made, from
 /// [`Forwarder::stats`](crate::Forwarder::stats). Every count only grows.
 ///
-/// After a run that forwarded `n` items without a failure, `published`, `acknowledged` and the
-/// items removed from the queue are all `n`. A lost server adds to `retried` (and so to
-/// `published`); a restart after a crash adds to `duplicates`: items JetStream already had.
+/// After a run that forwarded `n` items without a failure, `acknowledged` and the items removed
+/// from the queue are `n`, and so is `published` in [`Ordering::Shared`](crate::Ordering::Shared);
+/// in [`Ordering::Strict`](crate::Ordering::Strict) it is `n + 1`: the run's first message is a
+/// probe the server refuses, naming the stream's last message, and it is sent again (not
+/// counted in `retried`). A lost server adds to `retried` (and so to `published`); a restart
+/// after a crash adds to `duplicates` (items JetStream already had) or, in `Strict` order, to
+/// `found_in_stream`.
 ///
 /// ```
 /// let stats = spillq_nats::Stats::default();

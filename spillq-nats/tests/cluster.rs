@@ -40,7 +40,12 @@ async fn stream_leader_killed_mid_stream() -> anyhow::Result<()> {
         .find(|server| server.name == leader)
         .expect("the leader is one of ours");
     killed.kill();
-    eprintln!("killed the stream leader {leader}");
+    let left_at_kill = queue.len() + queue.stats().unacked;
+    eprintln!("killed the stream leader {leader} with {left_at_kill} items not yet removed");
+    assert!(
+        left_at_kill > 0,
+        "the leader was killed after the forwarding ended"
+    );
 
     wait_until("the queue is drained", || async {
         queue.is_empty() && queue.stats().unacked == 0
@@ -51,6 +56,10 @@ async fn stream_leader_killed_mid_stream() -> anyhow::Result<()> {
 
     let stats = forwarder.stats();
     eprintln!("{stats:?}");
+    assert!(
+        stats.retried > 0,
+        "the lost leader made the forwarder send again: {stats:?}"
+    );
     let new_leader = stream_leader(&js, "ITEMS").await;
     assert_ne!(new_leader, leader, "a new leader took over");
     let items = read_items(&js, "ITEMS").await?;

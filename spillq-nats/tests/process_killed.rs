@@ -8,6 +8,7 @@
 
 mod support;
 
+use anyhow::Context as _;
 use async_nats::jetstream;
 use spillq_nats::Forwarder;
 use std::process::{Child, Command};
@@ -22,11 +23,17 @@ const URL_VARIABLE: &str = "SPILLQ_NATS_CHILD_URL";
 struct ChildProcess(Child);
 
 impl ChildProcess {
-    fn forwarding(queue_dir: &std::path::Path, url: &str) -> anyhow::Result<Self> {
+    /// Starts a forwarding child; its standard output goes to `output`.
+    fn forwarding(
+        queue_dir: &std::path::Path,
+        url: &str,
+        output: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         let child = Command::new(std::env::current_exe()?)
             .args(["--ignored", "--exact", "forwarding_child", "--nocapture"])
             .env(QUEUE_VARIABLE, queue_dir)
             .env(URL_VARIABLE, url)
+            .stdout(std::fs::File::create(output)?)
             .spawn()?;
         Ok(Self(child))
     }
@@ -90,15 +97,18 @@ fn forwarding_child() -> anyhow::Result<()> {
                 run.await?;
             }
         }
-        println!("forwarding child: {:?}", forwarder.stats());
+        let stats = forwarder.stats();
+        println!("forwarding child: {stats:?}");
+        println!("FOUND {}", stats.found_in_stream);
         queue.close()?;
         anyhow::Ok(())
     })
 }
 
 /// Forwards `ITEMS` items with a child process, kills it when a third is in the stream, waits
-/// `pause`, and lets a second child finish the queue.
-async fn kill_and_restart(duplicate_window: Duration, pause: Duration) -> anyhow::Result<()> {
+/// `pause`, and lets a second child finish the queue. Returns how many items the second child
+/// found in the stream (removed from the queue without sending them again).
+async fn kill_and_restart(duplicate_window: Duration, pause: Duration) -> anyhow::Result<u64> {
     let dir = tempfile::tempdir()?;
     let server = Server::single(dir.path(), "")?;
     let js = jetstream::new(connect(&[server.url()]).await?);
@@ -110,7 +120,8 @@ async fn kill_and_restart(duplicate_window: Duration, pause: Duration) -> anyhow
     let queue_dir = dir.path().join("queue");
     fill_queue(&queue_dir, ITEMS)?;
 
-    let mut first = ChildProcess::forwarding(&queue_dir, &server.url())?;
+    let mut first =
+        ChildProcess::forwarding(&queue_dir, &server.url(), &dir.path().join("first.out"))?;
     wait_until("a third of the items is in the stream", || async {
         stream_messages(&js, "ITEMS").await >= ITEMS / 3
     })
@@ -125,23 +136,37 @@ async fn kill_and_restart(duplicate_window: Duration, pause: Duration) -> anyhow
         "some items are both in the stream and back in the queue, or the test tests nothing"
     );
 
-    let mut second = ChildProcess::forwarding(&queue_dir, &server.url())?;
+    let output = dir.path().join("second.out");
+    let mut second = ChildProcess::forwarding(&queue_dir, &server.url(), &output)?;
     tokio::task::spawn_blocking(move || second.wait_success()).await??;
+    let output = std::fs::read_to_string(&output)?;
+    let found = output
+        .lines()
+        .find_map(|line| line.strip_prefix("FOUND "))
+        .with_context(|| format!("no FOUND line from the second child: {output}"))?
+        .trim()
+        .parse()?;
 
     assert!(spillq::Queue::<u64>::open(&queue_dir)?.is_empty());
     let items = read_items(&js, "ITEMS").await?;
     assert_exactly_once_in_order(&items, ITEMS);
-    Ok(())
+    Ok(found)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarder_killed_and_restarted_within_the_duplicate_window() -> anyhow::Result<()> {
-    kill_and_restart(Duration::from_secs(120), Duration::ZERO).await
+    kill_and_restart(Duration::from_secs(120), Duration::ZERO).await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarder_killed_and_restarted_after_the_duplicate_window() -> anyhow::Result<()> {
     // The pause outlasts the window: JetStream no longer knows the ids of the items stored
     // before the kill, and only the stream's last id keeps them from being stored twice.
-    kill_and_restart(Duration::from_millis(500), Duration::from_secs(2)).await
+    let found = kill_and_restart(Duration::from_millis(500), Duration::from_secs(2)).await?;
+    assert!(
+        found > 0,
+        "the items stored before the kill were found in the stream"
+    );
+    Ok(())
 }

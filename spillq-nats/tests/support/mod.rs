@@ -221,8 +221,10 @@ pub fn stream_config(name: &str, subject: &str, replicas: usize) -> stream::Conf
     }
 }
 
-/// Messages the stream holds, asked until the server answers.
+/// Messages the stream holds, asked until the server answers; fails the test after
+/// [`DEADLINE`].
 pub async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
+    let started = Instant::now();
     loop {
         let answer = tokio::time::timeout(Duration::from_secs(5), async {
             js.get_stream(name)
@@ -235,8 +237,16 @@ pub async fn stream_messages(js: &jetstream::Context, name: &str) -> u64 {
         .await;
         match answer {
             Ok(Ok(messages)) => return messages,
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(Err(error)) => assert!(
+                started.elapsed() < DEADLINE,
+                "the stream {name} gave no state: {error:#}"
+            ),
+            Err(_elapsed) => assert!(
+                started.elapsed() < DEADLINE,
+                "the stream {name} gave no state in time"
+            ),
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
