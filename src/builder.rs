@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Opens a queue with options other than the defaults. Made by [`Queue::builder`].
+/// Opens a queue with options other than the defaults. Made by [`Queue::builder`](crate::Queue::builder).
 ///
 /// # Examples
 ///
