@@ -13,9 +13,12 @@
 //! - `--json PATH`: also write the medians as JSON lines;
 //! - `--svg PATH`: also draw the ratios to spillq as an SVG chart.
 //!
-//! The record is `{ id: u64, payload: 92 bytes }`, the payload a `serde_bytes::ByteBuf` of
-//! incompressible bytes. Queues that store bytes get it encoded with MessagePack, as spillq's
-//! default codec does.
+//! Two kinds of items, each a workload of its own:
+//! - typed records, `{ id: u64, payload: 92 bytes }` (the payload a `serde_bytes::ByteBuf` of
+//!   incompressible bytes): queues that store bytes get each encoded with MessagePack, as
+//!   spillq's default codec does, into a fresh `Vec`;
+//! - byte records (workloads named `bytes ...`): 100 bytes (the id, then the payload) that every
+//!   queue stores as they are; spillq as a `Queue<serde_bytes::ByteBuf>`.
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -82,6 +85,72 @@ impl Payloads {
     }
 }
 
+/// A byte record: the id's 8 bytes, then the payload.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+struct Bytes(ByteBuf);
+
+/// What the workloads move: typed records or byte records.
+trait Item: Serialize + serde::de::DeserializeOwned + Send + 'static {
+    fn make(payloads: &Payloads, id: u64) -> Self;
+    fn id(&self) -> u64;
+    fn check(&self, payloads: &Payloads);
+    /// The bytes a queue that stores bytes keeps for it.
+    fn into_bytes(self) -> Vec<u8>;
+    fn from_vec(bytes: Vec<u8>) -> Self;
+    fn from_slice(bytes: &[u8]) -> Self;
+}
+
+impl Item for Record {
+    fn make(payloads: &Payloads, id: u64) -> Self {
+        payloads.record(id)
+    }
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn check(&self, payloads: &Payloads) {
+        payloads.check(self);
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        encode(&self)
+    }
+    fn from_vec(bytes: Vec<u8>) -> Self {
+        decode(&bytes)
+    }
+    fn from_slice(bytes: &[u8]) -> Self {
+        decode(bytes)
+    }
+}
+
+impl Item for Bytes {
+    fn make(payloads: &Payloads, id: u64) -> Self {
+        let mut bytes = Vec::with_capacity(8 + PAYLOAD_BYTES);
+        bytes.extend_from_slice(&id.to_le_bytes());
+        bytes.extend_from_slice(&payloads.0[(id % 1024) as usize]);
+        Self(ByteBuf::from(bytes))
+    }
+    fn id(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().unwrap())
+    }
+    fn check(&self, payloads: &Payloads) {
+        assert_eq!(
+            &self.0[8..],
+            &payloads.0[(self.id() % 1024) as usize][..],
+            "record {} came out with other bytes",
+            self.id()
+        );
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        self.0.into_vec()
+    }
+    fn from_vec(bytes: Vec<u8>) -> Self {
+        Self(ByteBuf::from(bytes))
+    }
+    fn from_slice(bytes: &[u8]) -> Self {
+        Self(ByteBuf::from(bytes.to_vec()))
+    }
+}
+
 /// Calls `f` with the ids `from, from + step, ...` below `end`, `batch` at a time, without
 /// holding them all: ten million ids would add 80 MB to the peak RSS being measured.
 fn for_batches(from: u64, end: u64, step: u64, batch: usize, mut f: impl FnMut(&[u64])) {
@@ -120,16 +189,16 @@ impl OrderCheck {
         }
     }
 
-    fn see(&mut self, payloads: &Payloads, record: &Record) {
-        payloads.check(record);
+    fn see<I: Item>(&mut self, payloads: &Payloads, record: &I) {
+        record.check(payloads);
+        let id = record.id();
         let producers = self.last.len() as u64;
-        let slot = &mut self.last[(record.id % producers) as usize];
+        let slot = &mut self.last[(id % producers) as usize];
         assert!(
-            slot.is_none_or(|last| record.id > last),
-            "record {} out of order",
-            record.id
+            slot.is_none_or(|last| id > last),
+            "record {id} out of order"
         );
-        *slot = Some(record.id);
+        *slot = Some(id);
         self.count += 1;
     }
 }
@@ -139,11 +208,18 @@ impl OrderCheck {
 
 /// A queue under test. `put` and `take` may be called from several threads (the queue is
 /// shared by `Arc`); queues that only allow one sender or receiver say so in `Peer::mpmc`.
-trait Queue: Send + Sync {
-    fn put(&self, records: Vec<Record>);
-    /// Takes up to `max` records, waiting for at least one; `None` once the queue says there
-    /// will be no more.
-    fn take(&self, max: usize) -> Vec<Record>;
+trait Queue<I>: Send + Sync {
+    fn put(&self, records: Vec<I>);
+    /// Takes up to `max` records, waiting for at least one.
+    fn take(&self, max: usize) -> Vec<I>;
+    /// One record per call (the call users make most), without the `Vec` of `put`.
+    fn put_one(&self, record: I) {
+        self.put(vec![record]);
+    }
+    /// Takes one record, waiting for it, without the `Vec` of `take`.
+    fn take_one(&self) -> I {
+        self.take(1).pop().unwrap()
+    }
     /// Called by a producer after its last `put`: makes what it put visible to consumers.
     fn flush(&self) {}
     /// What the queue reports of the run, for the child's `RESULT` line.
@@ -152,12 +228,12 @@ trait Queue: Send + Sync {
     }
 }
 
-struct Spillq {
-    queue: spillq::Queue<Record>,
+struct Spillq<I: Item> {
+    queue: spillq::Queue<I>,
 }
 
-impl Queue for Spillq {
-    fn put(&self, records: Vec<Record>) {
+impl<I: Item> Queue<I> for Spillq<I> {
+    fn put(&self, records: Vec<I>) {
         if records.len() == 1 {
             for record in records {
                 self.queue.put(record).unwrap();
@@ -167,12 +243,20 @@ impl Queue for Spillq {
         }
     }
 
-    fn take(&self, max: usize) -> Vec<Record> {
+    fn take(&self, max: usize) -> Vec<I> {
         if max == 1 {
             vec![self.queue.get().unwrap()]
         } else {
             self.queue.get_batch(max, Duration::from_secs(60)).unwrap()
         }
+    }
+
+    fn put_one(&self, record: I) {
+        self.queue.put(record).unwrap();
+    }
+
+    fn take_one(&self) -> I {
+        self.queue.get().unwrap()
     }
 
     fn report(&self) -> String {
@@ -181,36 +265,44 @@ impl Queue for Spillq {
     }
 }
 
-struct Crossbeam {
-    send: crossbeam_channel::Sender<Record>,
-    receive: crossbeam_channel::Receiver<Record>,
+struct Crossbeam<I> {
+    send: crossbeam_channel::Sender<I>,
+    receive: crossbeam_channel::Receiver<I>,
 }
 
-impl Queue for Crossbeam {
-    fn put(&self, records: Vec<Record>) {
+impl<I: Item> Queue<I> for Crossbeam<I> {
+    fn put(&self, records: Vec<I>) {
         for record in records {
             self.send.send(record).unwrap();
         }
     }
 
-    fn take(&self, max: usize) -> Vec<Record> {
+    fn take(&self, max: usize) -> Vec<I> {
         let first = self.receive.recv().unwrap();
         let mut out = vec![first];
         out.extend(self.receive.try_iter().take(max - 1));
         out
     }
+
+    fn put_one(&self, record: I) {
+        self.send.send(record).unwrap();
+    }
+
+    fn take_one(&self) -> I {
+        self.receive.recv().unwrap()
+    }
 }
 
 /// hopper: one sender (cloneable) and one receiver; both take `&mut self`.
-struct Hopper {
-    send: Mutex<hopper::Sender<Record>>,
-    receive: Mutex<hopper::Receiver<Record>>,
+struct Hopper<I: Item> {
+    send: Mutex<hopper::Sender<I>>,
+    receive: Mutex<hopper::Receiver<I>>,
     /// A producer has finished: from now on the consumer flushes before each receive.
     finished: AtomicBool,
 }
 
-impl Queue for Hopper {
-    fn put(&self, records: Vec<Record>) {
+impl<I: Item> Queue<I> for Hopper<I> {
+    fn put(&self, records: Vec<I>) {
         let mut send = self.send.lock().unwrap();
         for record in records {
             if send.send(record).is_err() {
@@ -227,14 +319,27 @@ impl Queue for Hopper {
         let _ = self.send.lock().unwrap().flush();
     }
 
-    fn take(&self, _max: usize) -> Vec<Record> {
+    fn take(&self, _max: usize) -> Vec<I> {
         if self.finished.load(Ordering::Acquire) {
             // Else records stranded on disk would wait for a producer that has gone.
             let _ = self.send.lock().unwrap().flush();
         }
         // hopper's iterator blocks, and has no batch form: one at a time.
+        vec![self.take_one()]
+    }
+
+    fn put_one(&self, record: I) {
+        if self.send.lock().unwrap().send(record).is_err() {
+            panic!("hopper refused a record");
+        }
+    }
+
+    fn take_one(&self) -> I {
+        if self.finished.load(Ordering::Acquire) {
+            let _ = self.send.lock().unwrap().flush();
+        }
         let mut receive = self.receive.lock().unwrap();
-        vec![receive.iter().next().unwrap()]
+        receive.iter().next().unwrap()
     }
 }
 
@@ -244,53 +349,85 @@ struct Yaque {
     receive: Mutex<yaque::Receiver>,
 }
 
-impl Queue for Yaque {
-    fn put(&self, records: Vec<Record>) {
+impl<I: Item> Queue<I> for Yaque {
+    fn put(&self, records: Vec<I>) {
         let mut send = self.send.lock().unwrap();
         if records.len() == 1 {
-            futures::executor::block_on(send.send(encode(&records[0]))).unwrap();
+            let record = records.into_iter().next().unwrap();
+            futures::executor::block_on(send.send(record.into_bytes())).unwrap();
         } else {
-            let encoded: Vec<Vec<u8>> = records.iter().map(encode).collect();
+            let encoded: Vec<Vec<u8>> = records.into_iter().map(I::into_bytes).collect();
             futures::executor::block_on(send.send_batch(encoded)).unwrap();
         }
     }
 
-    fn take(&self, max: usize) -> Vec<Record> {
+    fn take(&self, max: usize) -> Vec<I> {
         let mut receive = self.receive.lock().unwrap();
         if max == 1 {
             let guard = futures::executor::block_on(receive.recv()).unwrap();
-            let record = decode(&guard);
+            let record = I::from_slice(&guard);
             guard.commit().unwrap();
             vec![record]
         } else {
             let guard = futures::executor::block_on(receive.recv_batch_up_to(max)).unwrap();
-            let records = guard.iter().map(|b| decode(b)).collect();
+            let records = guard.iter().map(|b| I::from_slice(b)).collect();
             guard.commit().unwrap();
             records
         }
+    }
+
+    fn put_one(&self, record: I) {
+        let mut send = self.send.lock().unwrap();
+        futures::executor::block_on(send.send(record.into_bytes())).unwrap();
+    }
+
+    fn take_one(&self) -> I {
+        let mut receive = self.receive.lock().unwrap();
+        let guard = futures::executor::block_on(receive.recv()).unwrap();
+        let record = I::from_slice(&guard);
+        guard.commit().unwrap();
+        record
     }
 }
 
 /// queue-file: one file, `&mut self`, so a mutex around it; consumers poll.
 struct QueueFile(Mutex<queue_file::QueueFile>);
 
-impl Queue for QueueFile {
-    fn put(&self, records: Vec<Record>) {
+impl<I: Item> Queue<I> for QueueFile {
+    fn put(&self, records: Vec<I>) {
         let mut queue = self.0.lock().unwrap();
         if records.len() == 1 {
-            queue.add(&encode(&records[0])).unwrap();
+            let record = records.into_iter().next().unwrap();
+            queue.add(&record.into_bytes()).unwrap();
         } else {
-            queue.add_n(records.iter().map(encode)).unwrap();
+            queue.add_n(records.into_iter().map(I::into_bytes)).unwrap();
         }
     }
 
-    fn take(&self, max: usize) -> Vec<Record> {
+    fn take(&self, max: usize) -> Vec<I> {
         loop {
             let mut queue = self.0.lock().unwrap();
-            let records: Vec<Record> = queue.iter().take(max).map(|b| decode(&b)).collect();
+            let records: Vec<I> = queue.iter().take(max).map(|b| I::from_slice(&b)).collect();
             if !records.is_empty() {
                 queue.remove_n(records.len()).unwrap();
                 return records;
+            }
+            drop(queue);
+            std::thread::yield_now();
+        }
+    }
+
+    fn put_one(&self, record: I) {
+        self.0.lock().unwrap().add(&record.into_bytes()).unwrap();
+    }
+
+    fn take_one(&self) -> I {
+        loop {
+            let mut queue = self.0.lock().unwrap();
+            let record = queue.iter().next().map(|b| I::from_slice(&b));
+            if let Some(record) = record {
+                queue.remove().unwrap();
+                return record;
             }
             drop(queue);
             std::thread::yield_now();
@@ -301,19 +438,19 @@ impl Queue for QueueFile {
 /// disk-queue: `&self` methods; consumers poll.
 struct DiskQueue(disk_queue::DiskQueue);
 
-impl Queue for DiskQueue {
-    fn put(&self, records: Vec<Record>) {
-        for record in &records {
-            self.0.enqueue(encode(record));
+impl<I: Item> Queue<I> for DiskQueue {
+    fn put(&self, records: Vec<I>) {
+        for record in records {
+            self.0.enqueue(record.into_bytes());
         }
     }
 
-    fn take(&self, max: usize) -> Vec<Record> {
+    fn take(&self, max: usize) -> Vec<I> {
         loop {
             let mut out = Vec::new();
             while out.len() < max {
                 match self.0.dequeue() {
-                    Some(bytes) => out.push(decode(&bytes)),
+                    Some(bytes) => out.push(I::from_vec(bytes)),
                     None => break,
                 }
             }
@@ -323,10 +460,23 @@ impl Queue for DiskQueue {
             std::thread::yield_now();
         }
     }
+
+    fn put_one(&self, record: I) {
+        self.0.enqueue(record.into_bytes());
+    }
+
+    fn take_one(&self) -> I {
+        loop {
+            if let Some(bytes) = self.0.dequeue() {
+                return I::from_vec(bytes);
+            }
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// The queues, by name, each opened in `dir` with room for `cache` records in memory.
-fn open_peer(name: &str, dir: &Path, cache: usize) -> Box<dyn Queue> {
+fn open_peer<I: Item>(name: &str, dir: &Path, cache: usize) -> Box<dyn Queue<I>> {
     match name {
         "spillq" | "spillq-batch" => Box::new(Spillq {
             queue: spillq::Queue::builder(dir)
@@ -340,7 +490,7 @@ fn open_peer(name: &str, dir: &Path, cache: usize) -> Box<dyn Queue> {
         }
         "hopper" | "hopper-default" => {
             let memory = if name == "hopper" {
-                cache * std::mem::size_of::<Record>()
+                cache * std::mem::size_of::<I>()
             } else {
                 0x100_000
             };
@@ -390,7 +540,7 @@ fn single_consumer(name: &str) -> bool {
 /// producers stay at most that many items ahead of the consumers (the memory workload:
 /// "consumers keeping up, the cache never fills"); without, they run free and the backlog
 /// builds.
-fn run_concurrent(
+fn run_concurrent<I: Item>(
     peer: &str,
     dir: &Path,
     cache: usize,
@@ -401,7 +551,7 @@ fn run_concurrent(
     let payloads = Arc::new(Payloads::new());
     // Items taken so far, by all consumers.
     let taken = Arc::new(AtomicU64::new(0));
-    let queue: Arc<dyn Queue> = Arc::from(open_peer(peer, dir, cache));
+    let queue: Arc<dyn Queue<I>> = Arc::from(open_peer::<I>(peer, dir, cache));
     let batch = batch_size(peer);
     let consumers = if single_consumer(peer) { 1 } else { threads };
     let started = Instant::now();
@@ -419,7 +569,11 @@ fn run_concurrent(
                 while lead.is_some_and(|lead| last >= taken.load(Ordering::Acquire) + lead) {
                     std::thread::yield_now();
                 }
-                queue.put(chunk.iter().map(|&id| payloads.record(id)).collect());
+                if batch == 1 {
+                    queue.put_one(I::make(&payloads, last));
+                } else {
+                    queue.put(chunk.iter().map(|&id| I::make(&payloads, id)).collect());
+                }
             });
             queue.flush();
             0
@@ -440,6 +594,12 @@ fn run_concurrent(
         handles.push(std::thread::spawn(move || {
             let mut check = OrderCheck::new(threads);
             while check.count < take {
+                if batch == 1 {
+                    let record = queue.take_one();
+                    taken.fetch_add(1, Ordering::Release);
+                    check.see(&payloads, &record);
+                    continue;
+                }
                 let want = batch.min((take - check.count) as usize);
                 let records = queue.take(want);
                 taken.fetch_add(records.len() as u64, Ordering::Release);
@@ -457,17 +617,27 @@ fn run_concurrent(
 }
 
 /// Puts all `n` records, then takes them all.
-fn run_sequential(peer: &str, dir: &Path, cache: usize, n: u64) -> f64 {
+fn run_sequential<I: Item>(peer: &str, dir: &Path, cache: usize, n: u64) -> f64 {
     let payloads = Payloads::new();
-    let queue = open_peer(peer, dir, cache);
+    let queue = open_peer::<I>(peer, dir, cache);
     let batch = batch_size(peer);
     let started = Instant::now();
-    for_batches(0, n, 1, batch, |chunk| {
-        queue.put(chunk.iter().map(|&id| payloads.record(id)).collect());
-    });
+    if batch == 1 {
+        for id in 0..n {
+            queue.put_one(I::make(&payloads, id));
+        }
+    } else {
+        for_batches(0, n, 1, batch, |chunk| {
+            queue.put(chunk.iter().map(|&id| I::make(&payloads, id)).collect());
+        });
+    }
     queue.flush();
     let mut check = OrderCheck::new(1);
     while check.count < n {
+        if batch == 1 {
+            check.see(&payloads, &queue.take_one());
+            continue;
+        }
         let want = batch.min((n - check.count) as usize);
         for record in queue.take(want) {
             check.see(&payloads, &record);
@@ -650,6 +820,106 @@ fn run_footprint(dir: &Path, n: u64) -> (f64, String) {
     (seconds, extra)
 }
 
+/// The throughput workloads: `memory/peer/threads`, `spill-seq/peer`, `spill-concurrent/peer`.
+/// The async rows: `peer` (`spillq-async` or `yaque-async`) driven by tasks on a tokio runtime,
+/// byte records through a cache of 1024. Sequential: one task puts all `n`, then takes them
+/// all (a current-thread runtime). Concurrent: a producer task and a consumer task on a
+/// runtime of two worker threads. Returns seconds.
+fn run_async<I: Item>(peer: &str, dir: &Path, n: u64, concurrent: bool) -> f64 {
+    let runtime = if concurrent {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    };
+    let payloads = Arc::new(Payloads::new());
+    match peer {
+        "spillq-async" => {
+            let queue = spillq::Queue::<I>::builder(dir)
+                .cache_size(1024)
+                .open()
+                .unwrap();
+            runtime.block_on(async move {
+                let started = Instant::now();
+                let producer = {
+                    let (queue, payloads) = (queue.clone(), Arc::clone(&payloads));
+                    async move {
+                        for id in 0..n {
+                            queue.put_async(I::make(&payloads, id)).await.unwrap();
+                        }
+                    }
+                };
+                let consumer = async move {
+                    let mut check = OrderCheck::new(1);
+                    while check.count < n {
+                        check.see(&payloads, &queue.get_async().await.unwrap());
+                    }
+                };
+                if concurrent {
+                    let producer = tokio::spawn(producer);
+                    tokio::spawn(consumer).await.unwrap();
+                    producer.await.unwrap();
+                } else {
+                    producer.await;
+                    consumer.await;
+                }
+                started.elapsed().as_secs_f64()
+            })
+        }
+        "yaque-async" => {
+            let (mut send, mut receive) = yaque::channel(dir).unwrap();
+            runtime.block_on(async move {
+                let started = Instant::now();
+                let producer = {
+                    let payloads = Arc::clone(&payloads);
+                    async move {
+                        for id in 0..n {
+                            send.send(I::make(&payloads, id).into_bytes())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                };
+                let consumer = async move {
+                    let mut check = OrderCheck::new(1);
+                    while check.count < n {
+                        let guard = receive.recv().await.unwrap();
+                        let record = I::from_slice(&guard);
+                        guard.commit().unwrap();
+                        check.see(&payloads, &record);
+                    }
+                };
+                if concurrent {
+                    let producer = tokio::spawn(producer);
+                    tokio::spawn(consumer).await.unwrap();
+                    producer.await.unwrap();
+                } else {
+                    producer.await;
+                    consumer.await;
+                }
+                started.elapsed().as_secs_f64()
+            })
+        }
+        other => panic!("no async queue named {other}"),
+    }
+}
+
+fn run_throughput<I: Item>(parts: &[&str], dir: &Path, n: u64) -> (f64, String) {
+    match parts {
+        ["memory", peer, threads] => {
+            let lead = Some(4096 / 2);
+            run_concurrent::<I>(peer, dir, 4096, n, threads.parse().unwrap(), lead)
+        }
+        ["spill-seq", peer] => (run_sequential::<I>(peer, dir, 1024, n), String::new()),
+        ["spill-concurrent", peer] => run_concurrent::<I>(peer, dir, 1024, n, 1, None),
+        _ => panic!("unknown case {parts:?}"),
+    }
+}
+
 fn child(args: &[String]) {
     let (case, n, dir) = (
         &args[0],
@@ -659,20 +929,21 @@ fn child(args: &[String]) {
     let parts: Vec<&str> = case.split('/').collect();
     let mut extra = String::new();
     let seconds = match parts.as_slice() {
-        ["memory", peer, threads] => {
-            let lead = Some(4096 / 2);
-            let (seconds, report) =
-                run_concurrent(peer, dir, 4096, n, threads.parse().unwrap(), lead);
+        [workload, "bare-log"] if workload.ends_with("spill-seq") => run_bare_log(dir, n, None),
+        ["memory" | "spill-seq" | "spill-concurrent", ..] => {
+            let (seconds, report) = run_throughput::<Record>(&parts, dir, n);
             extra = report;
             seconds
         }
-        ["spill-seq", "bare-log"] => run_bare_log(dir, n, None),
-        ["spill-seq", peer] => run_sequential(peer, dir, 1024, n),
-        ["spill-concurrent", peer] => {
-            let (seconds, report) = run_concurrent(peer, dir, 1024, n, 1, None);
+        [kind, rest @ ..] if kind.starts_with("bytes-") => {
+            let mut parts = vec![&kind["bytes-".len()..]];
+            parts.extend(rest);
+            let (seconds, report) = run_throughput::<Bytes>(&parts, dir, n);
             extra = report;
             seconds
         }
+        ["async-spill-seq", peer] => run_async::<Bytes>(peer, dir, n, false),
+        ["async-spill-concurrent", peer] => run_async::<Bytes>(peer, dir, n, true),
         ["durable", "spillq-every-put", threads] => {
             run_durable_spillq(dir, n, threads.parse().unwrap(), 1)
         }
@@ -1074,43 +1345,68 @@ fn main() {
         rows: Vec::new(),
     };
 
-    // 1. Memory: consumers keep up, the cache (4096) never fills.
     let case = |case: String, peer: &str, n: u64| (case, peer.to_string(), n);
-    for threads in [1, 2] {
-        let peers: &[&str] = if threads == 1 {
-            &["spillq", "spillq-batch", "crossbeam", "hopper"]
-        } else {
-            &["spillq", "spillq-batch", "crossbeam"]
-        };
-        let cases: Vec<_> = peers
+    // Byte records first: the rows the targets are set on.
+    for (name, prefix) in [("bytes ", "bytes-"), ("", "")] {
+        // 1. Memory: consumers keep up, the cache (4096) never fills.
+        for threads in [1, 2] {
+            let peers: &[&str] = if threads == 1 {
+                &["spillq", "spillq-batch", "crossbeam", "hopper"]
+            } else {
+                &["spillq", "spillq-batch", "crossbeam"]
+            };
+            let cases: Vec<_> = peers
+                .iter()
+                .map(|peer| case(format!("{prefix}memory/{peer}/{threads}"), peer, 10_000_000))
+                .collect();
+            bench.measure(&format!("{name}memory {threads}P{threads}C"), &cases);
+        }
+        // 2. Spill: 1M records through a cache of 1024.
+        let spill_peers = [
+            "spillq",
+            "spillq-batch",
+            "yaque",
+            "yaque-batch",
+            "queue-file",
+            "queue-file-batch",
+            "disk-queue",
+            "hopper",
+            "hopper-default",
+        ];
+        let cases: Vec<_> = spill_peers
             .iter()
-            .map(|peer| case(format!("memory/{peer}/{threads}"), peer, 10_000_000))
+            .chain(["bare-log"].iter())
+            .map(|peer| case(format!("{prefix}spill-seq/{peer}"), peer, 1_000_000))
             .collect();
-        bench.measure(&format!("memory {threads}P{threads}C"), &cases);
+        bench.measure(&format!("{name}spill seq"), &cases);
+        let cases: Vec<_> = spill_peers
+            .iter()
+            .map(|peer| case(format!("{prefix}spill-concurrent/{peer}"), peer, 1_000_000))
+            .collect();
+        bench.measure(&format!("{name}spill concurrent"), &cases);
     }
-    // 2. Spill: 1M records through a cache of 1024.
-    let spill_peers = [
-        "spillq",
-        "spillq-batch",
-        "yaque",
-        "yaque-batch",
-        "queue-file",
-        "queue-file-batch",
-        "disk-queue",
-        "hopper",
-        "hopper-default",
-    ];
-    let cases: Vec<_> = spill_peers
-        .iter()
-        .chain(["bare-log"].iter())
-        .map(|peer| case(format!("spill-seq/{peer}"), peer, 1_000_000))
-        .collect();
-    bench.measure("spill seq", &cases);
-    let cases: Vec<_> = spill_peers
-        .iter()
-        .map(|peer| case(format!("spill-concurrent/{peer}"), peer, 1_000_000))
-        .collect();
-    bench.measure("spill concurrent", &cases);
+    // Async, one item per call (byte records): spillq's async calls beside its blocking ones
+    // (threads) and yaque's async sender and receiver, 1 producer and 1 consumer.
+    for (name, workload) in [("seq", "spill-seq"), ("concurrent", "spill-concurrent")] {
+        let cases = vec![
+            case(
+                format!("async-{workload}/spillq-async"),
+                "spillq-async",
+                1_000_000,
+            ),
+            case(
+                format!("bytes-{workload}/spillq"),
+                "spillq (blocking)",
+                1_000_000,
+            ),
+            case(
+                format!("async-{workload}/yaque-async"),
+                "yaque-async",
+                1_000_000,
+            ),
+        ];
+        bench.measure(&format!("async spill {name}"), &cases);
+    }
     // 3. Durable.
     let mut cases: Vec<_> = [1, 4, 16]
         .iter()

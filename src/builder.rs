@@ -1,65 +1,17 @@
-//! [`Builder`]: every option of a queue, with its default; and [`Durability`].
+//! [`Builder`]: every option of a queue, with its default.
 
 use crate::codec::{Codec, MsgPack};
-use crate::error::Error;
-use crate::queue::Queue;
+use crate::config::{
+    Config, DEFAULT_CACHE_SIZE, DEFAULT_CHECKPOINT_EVERY_REMOVALS, DEFAULT_SEGMENT_SIZE_BYTES,
+    Durability, MIN_SEGMENT_SIZE_BYTES,
+};
+use crate::log::{Real, SharedStorage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-/// Items kept in memory by default.
-pub(crate) const DEFAULT_CACHE_SIZE: usize = 4096;
-/// Segment file size by default: 64 MiB.
-pub(crate) const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 << 20;
-/// The smallest segment accepted: a header and a few small records.
-pub(crate) const MIN_SEGMENT_SIZE_BYTES: u64 = 256;
-/// Removals between two checkpoints of the read cursor by default.
-pub(crate) const DEFAULT_CHECKPOINT_EVERY_REMOVALS: u64 = 10_000;
-
-/// When items reach stable storage. See the table in the crate docs.
-///
-/// # Examples
-///
-/// ```
-/// use spillq::{Durability, Queue};
-/// use std::time::Duration;
-///
-/// let dir = tempfile::tempdir()?;
-/// let queue = Queue::<u64>::builder(dir.path())
-///     .durability(Durability::Interval(Duration::from_millis(100)))
-///     .open()?;
-/// queue.put(7)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Durability {
-    /// Items in memory reach disk when they overflow the cache, or at `sync()` / `close()`.
-    /// The fastest, and the seeds' behaviour.
-    #[default]
-    OnSync,
-    /// As `OnSync`, and the spill thread also writes and fsyncs whatever is new at least this
-    /// often: a power cut loses at most this window.
-    Interval(Duration),
-    /// `put` returns once its item is fsynced. Concurrent producers share one fsync (group
-    /// commit); `put_all` costs one fsync per batch.
-    EveryPut,
-}
-
-/// The options of a queue, read by the queue and its spill thread.
-pub(crate) struct Config {
-    pub(crate) cache_size: usize,
-    pub(crate) segment_size_bytes: u64,
-    pub(crate) max_len: Option<usize>,
-    pub(crate) durability: Durability,
-    pub(crate) checkpoint_every_removals: u64,
-    /// The file system calls go through this (a fault-injecting layer in tests).
-    pub(crate) storage: crate::log::SharedStorage,
-}
-
-/// Opens a queue with options other than the defaults. Made by [`Queue::builder`].
+/// Opens a queue with options other than the defaults. Made by [`Queue::builder`](crate::Queue::builder).
 ///
 /// # Examples
 ///
@@ -80,6 +32,8 @@ pub struct Builder<T> {
     dir: PathBuf,
     config: Config,
     codec: Box<dyn Codec<T>>,
+    /// The file system calls go through this (a fault-injecting layer in tests).
+    storage: SharedStorage,
 }
 
 impl<T> fmt::Debug for Builder<T> {
@@ -104,9 +58,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
                 max_len: None,
                 durability: Durability::OnSync,
                 checkpoint_every_removals: DEFAULT_CHECKPOINT_EVERY_REMOVALS,
-                storage: crate::log::Real::shared(),
+                max_disk_bytes: None,
             },
             codec: Box::new(MsgPack),
+            storage: Real::shared(),
         }
     }
 
@@ -153,6 +108,36 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
         self
     }
 
+    /// A cap on the bytes of the queue's files on disk (unbounded by default): what
+    /// [`Stats::disk_bytes`](crate::Stats::disk_bytes) reports, segments counted at their
+    /// reserved size. At the cap a `put` that needs disk waits for consumers to free room (the
+    /// segments they leave behind are deleted), `try_put` fails with `Full` and gives the item
+    /// back, `put_timeout` fails with `Full` after its timeout: as at `max_len`. Nothing is
+    /// dropped to make room. Items already accepted into memory that `sync`, `close` or an
+    /// `Interval` tick must write may take up to one segment more; past that, `sync` fails
+    /// with [`Error::Full`](crate::Error::Full) and they stay in memory. See `docs/tuning.md`.
+    ///
+    /// # Errors
+    ///
+    /// `open` fails with [`Error::InvalidOption`](crate::Error::InvalidOption) for a cap too
+    /// small for one segment and the checkpoint and identity files.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let queue = spillq::Queue::<u64>::builder(dir.path())
+    ///     .cache_size(0)
+    ///     .segment_size(64 << 10)
+    ///     .max_disk_bytes(1 << 20)
+    ///     .open()?;
+    /// queue.put(1)?;
+    /// assert!(queue.stats().disk_bytes <= 1 << 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_disk_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_disk_bytes = Some(bytes);
+        self
+    }
+
     /// When items reach stable storage (default [`Durability::OnSync`]).
     ///
     /// ```
@@ -194,25 +179,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Builder<T> {
 
     /// Routes the queue's file system calls through `storage` (tests only).
     #[cfg(test)]
-    pub(crate) fn storage(mut self, storage: crate::log::SharedStorage) -> Self {
-        self.config.storage = storage;
+    pub(crate) fn storage(mut self, storage: SharedStorage) -> Self {
+        self.storage = storage;
         self
     }
 
-    /// Opens, or creates, the queue.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Locked`] if another open queue holds the directory; [`Error::Io`],
-    /// [`Error::Corrupt`] or [`Error::UnsupportedVersion`] if the directory cannot be used.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let queue = spillq::Queue::<u8>::builder(dir.path()).open()?;
-    /// assert!(queue.is_empty());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open(self) -> Result<Queue<T>, Error> {
-        Queue::from_parts(&self.dir, self.config, self.codec)
+    /// The options, for [`open`](Self::open).
+    pub(crate) fn into_parts(self) -> (PathBuf, Config, Box<dyn Codec<T>>, SharedStorage) {
+        (self.dir, self.config, self.codec, self.storage)
     }
 }

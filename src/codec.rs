@@ -5,7 +5,7 @@ use crate::error::CodecError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Turns items into record payloads and back: the seeds' `dumps`/`loads`.
+/// Turns items into record payloads and back (what `dumps`/`loads` are to a Python queue).
 ///
 /// `encode` runs on the producer's thread (or the thread that calls `sync`), `decode` on the
 /// consumer's. Both must be deterministic and must not panic; an error refuses or reports one

@@ -2,7 +2,7 @@
 //! good; `nack`, or dropping the guard, puts it back at the head. While it is out, the read
 //! cursor (and so the checkpoint) stands at or before it, so a crash delivers it again.
 
-use crate::cache::{Shared, Slot, Written};
+use crate::engine::{Engine, Handed};
 use crate::error::Error;
 use std::fmt;
 use std::ops::Deref;
@@ -32,19 +32,19 @@ use std::sync::Arc;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Delivery<T: Send + 'static> {
-    shared: Arc<Shared<T>>,
+    engine: Arc<Engine<T>>,
     item: Option<T>,
     sequence: Option<u64>,
     epoch: u64,
 }
 
 impl<T: Send + 'static> Delivery<T> {
-    pub(crate) fn new(shared: Arc<Shared<T>>, item: T, sequence: Option<u64>, epoch: u64) -> Self {
+    pub(crate) fn new(engine: Arc<Engine<T>>, handed: Handed<T>) -> Self {
         Self {
-            shared,
-            item: Some(item),
-            sequence,
-            epoch,
+            engine,
+            item: Some(handed.item),
+            sequence: handed.sequence,
+            epoch: handed.epoch,
         }
     }
 
@@ -103,64 +103,8 @@ impl<T: Send + 'static> Delivery<T> {
     }
 
     fn settle(&mut self, give_back: bool) -> Result<(), Error> {
-        let item = self.item.take();
-        let shared = &self.shared;
-        let mut state = shared.lock();
-        if state.closed {
-            return Err(Error::Closed);
-        }
-        if state.epoch != self.epoch {
-            // `clear` removed everything, this item included.
-            return Ok(());
-        }
-        state.deliveries_out -= 1;
-        if let Some(sequence) = self.sequence {
-            state.unacked.remove(&sequence);
-        }
-        match (give_back, item) {
-            (true, Some(item)) => {
-                let (written, at) = match self.sequence {
-                    Some(sequence) => (
-                        Written::At(sequence),
-                        state
-                            .ring
-                            .iter()
-                            .position(|slot| slot_after(slot, sequence))
-                            .unwrap_or(state.ring.len()),
-                    ),
-                    None => (Written::Never, 0),
-                };
-                shared.shut_pops(&mut state);
-                state.ring.insert(at, Slot::Item { item, written });
-                if let Some(sequence) = self.sequence {
-                    state.returned.insert(sequence);
-                }
-                // The ring grew: the lane may have to close.
-                shared.settle(&mut state);
-                if state.consumers_waiting > 0 {
-                    shared.not_empty.notify_one();
-                }
-            }
-            _ => shared.removed(&mut state, 1),
-        }
-        if give_back {
-            // The cursor is unchanged; the item moved from "out" to "returned".
-            shared.signals.set_read(state.read_cursor());
-        }
-        Ok(())
-    }
-}
-
-fn slot_after<T>(slot: &Slot<T>, sequence: u64) -> bool {
-    match slot {
-        Slot::Item {
-            written: Written::At(other),
-            ..
-        }
-        | Slot::Undecodable {
-            sequence: other, ..
-        } => *other > sequence,
-        Slot::Item { .. } => true,
+        let item = self.item.take().filter(|_| give_back);
+        self.engine.settle(self.sequence, self.epoch, item)
     }
 }
 

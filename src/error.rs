@@ -35,7 +35,8 @@ pub enum Error {
     /// The queue was closed (by [`Queue::close`](crate::Queue::close) or by dropping its last
     /// handle). Open it again to go on.
     Closed,
-    /// The queue holds `max_len` items and the call would not wait (longer).
+    /// The queue is full, at `max_len` items or at its disk cap (`max_disk_bytes`), and the
+    /// call would not wait (longer).
     Full,
     /// Another `Queue` (in this process or another) holds the directory. Close it first.
     Locked {
@@ -83,6 +84,13 @@ pub enum Error {
         /// The largest payload a record holds.
         max_bytes: usize,
     },
+    /// An option given to the [`Builder`](crate::Builder) cannot work.
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// Why, and what to give instead.
+        reason: String,
+    },
     /// An earlier fsync or msync failed. Linux may have dropped the dirty pages it could not
     /// write, so the queue refuses writes until it is reopened.
     Poisoned {
@@ -116,7 +124,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Closed => f.write_str("the queue is closed; open it again to go on"),
-            Self::Full => f.write_str("the queue holds max_len items; retry after a get"),
+            Self::Full => f.write_str(
+                "the queue is full (max_len items, or its disk cap); retry once consumers made room",
+            ),
             Self::Locked { path } => write!(
                 f,
                 "{} is in use by another open queue (this process or another); close that one first",
@@ -159,6 +169,7 @@ impl fmt::Display for Error {
                 f,
                 "an item encodes to {bytes} bytes, more than the largest record ({max_bytes} bytes)"
             ),
+            Self::InvalidOption { option, reason } => write!(f, "{option}: {reason}"),
             Self::Poisoned { cause } => write!(
                 f,
                 "the queue refuses writes after an earlier sync failure ({cause}); reopen it"

@@ -229,6 +229,9 @@ fn a_failed_fsync_refuses_writes_until_the_queue_is_reopened() {
         Err(Error::Poisoned { .. })
     ));
     assert!(matches!(queue.sync(), Err(Error::Poisoned { .. })));
+    // Reads go on: everything put is still there, in order.
+    assert_eq!(queue.peek().unwrap(), Some(0));
+    assert_eq!(queue.len(), 20);
     assert!(queue.close().is_err());
     drop(queue);
 

@@ -29,8 +29,9 @@
 use crate::error::Error;
 use crate::log::LOCK_FILE;
 use crate::log::checkpoint::{self, Loaded};
-use crate::log::record::{self, Parsed, SEGMENT_HEADER_BYTES};
+use crate::log::record::SEGMENT_HEADER_BYTES;
 use crate::log::recovery::{self, CheckpointState, SegmentFile};
+use crate::log::scan::{Scan, Step};
 use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -386,97 +387,72 @@ impl Inspection {
             }
             expected = expected.max(segment.first_sequence);
             let bytes = std::fs::read(&segment.path).map_err(|e| Error::io(&segment.path, e))?;
-            let wanted = |expected: u64| move |s: u64| s >= expected && limit.is_none_or(|l| s < l);
-            let mut offset = SEGMENT_HEADER_BYTES;
-            loop {
-                match record::parse_at(&bytes, offset) {
-                    Parsed::Record {
+            let mut scan = Scan::new(&bytes, SEGMENT_HEADER_BYTES, expected, limit);
+            if is_last {
+                // Zeros at the end of the last segment are its reserved space, not damage.
+                scan = scan.zero_window(recovery::ZERO_LOOKAHEAD_BYTES);
+            }
+            // Where damage began that has not been reported yet.
+            let mut damaged_at = None;
+            // Set once the records up to the next segment are counted as lost.
+            let mut counted_to = None;
+            while let Some(step) = scan.next() {
+                let event = match step {
+                    Step::Record {
                         sequence,
                         payload,
-                        size,
-                    } if wanted(expected)(sequence) => {
-                        if sequence > expected {
-                            summary.skipped += sequence - expected;
+                        offset,
+                        missing,
+                    } => {
+                        if missing > 0 || damaged_at.is_some() {
+                            // Damage before this record, and the records it cost (if any).
+                            summary.skipped += missing;
                             summary.damaged_regions += 1;
-                            if visit(Event::Damage {
+                            let offset = damaged_at.take().unwrap_or(offset) as u64;
+                            let damage = Event::Damage {
                                 path: &segment.path,
-                                offset: offset as u64,
-                                records: sequence - expected,
-                            })
-                            .is_break()
-                            {
+                                offset,
+                                records: missing,
+                            };
+                            if visit(damage).is_break() {
                                 return Ok(summary);
                             }
                         }
                         let queued = self.queued(sequence);
                         summary.records += 1;
                         summary.queued += u64::from(queued);
-                        expected = sequence + 1;
-                        offset += size;
-                        if visit(Event::Record {
+                        Event::Record {
                             sequence,
                             queued,
                             payload,
-                        })
-                        .is_break()
-                        {
-                            return Ok(summary);
                         }
                     }
-                    parsed => {
-                        // Where damage is: zeros at the end of a segment are not damage.
-                        let window = if is_last && parsed == Parsed::Zero {
-                            bytes
-                                .get(..(offset + recovery::ZERO_LOOKAHEAD_BYTES).min(bytes.len()))
-                                .unwrap_or(&bytes)
-                        } else {
-                            &bytes
-                        };
-                        match record::find_next_valid(window, offset, wanted(expected)) {
-                            Some(next) => {
-                                if let Parsed::Record { sequence, .. } =
-                                    record::parse_at(&bytes, next)
-                                    && sequence == expected
-                                {
-                                    // Damage that cost no record (padding, zeroed slack).
-                                    summary.damaged_regions += 1;
-                                    if visit(Event::Damage {
-                                        path: &segment.path,
-                                        offset: offset as u64,
-                                        records: 0,
-                                    })
-                                    .is_break()
-                                    {
-                                        return Ok(summary);
-                                    }
-                                }
-                                offset = next;
-                            }
-                            None => {
-                                if parsed != Parsed::Zero {
-                                    // A torn or damaged tail: what it cost shows in the next
-                                    // segment's first sequence number.
-                                    summary.damaged_regions += 1;
-                                    if visit(Event::Damage {
-                                        path: &segment.path,
-                                        offset: offset as u64,
-                                        records: limit.map_or(0, |l| l.saturating_sub(expected)),
-                                    })
-                                    .is_break()
-                                    {
-                                        return Ok(summary);
-                                    }
-                                    if let Some(limit) = limit {
-                                        summary.skipped += limit.saturating_sub(expected);
-                                        expected = expected.max(limit);
-                                    }
-                                }
-                                break;
-                            }
+                    Step::Damage { offset, .. } => {
+                        damaged_at.get_or_insert(offset);
+                        continue;
+                    }
+                    Step::End { offset, damaged } => {
+                        if !damaged && damaged_at.is_none() {
+                            break;
+                        }
+                        // A torn or damaged tail: what it cost shows in the next segment's
+                        // first sequence number.
+                        let lost = limit.map_or(0, |l| l.saturating_sub(scan.expected()));
+                        summary.skipped += lost;
+                        counted_to = limit;
+                        summary.damaged_regions += 1;
+                        Event::Damage {
+                            path: &segment.path,
+                            offset: damaged_at.take().unwrap_or(offset) as u64,
+                            records: lost,
                         }
                     }
+                };
+                if visit(event).is_break() {
+                    return Ok(summary);
                 }
             }
+            expected = scan.expected().max(counted_to.unwrap_or(0));
             if visit(Event::SegmentDone {
                 bytes: segment.bytes,
             })

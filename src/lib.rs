@@ -32,6 +32,50 @@
 //! succeeded" loop; [`get_ack`](Queue::get_ack) does the same for many consumers, with an item
 //! out with one consumer at a time until it is acknowledged.
 //!
+//! # Async
+//!
+//! Under the default feature `async`, every call that may wait has an awaitable form that
+//! parks the task instead of the thread, on any executor (tokio, smol, `futures::executor`):
+//! [`put_async`](Queue::put_async), [`get_async`](Queue::get_async),
+//! [`peek_async`](Queue::peek_async), [`get_ack_async`](Queue::get_ack_async),
+//! [`get_batch_async`](Queue::get_batch_async) and [`sync_async`](Queue::sync_async), with
+//! [`stream`](Queue::stream) (a [`GetStream`], ending when the queue is closed) and
+//! [`sink`](Queue::sink) (a [`PutSink`]). Blocking and async callers mix freely on one queue.
+//!
+//! ```
+//! # #[cfg(feature = "async")]
+//! # futures::executor::block_on(async {
+//! use futures::StreamExt;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let queue = spillq::Queue::builder(dir.path()).cache_size(2).open()?;
+//! for n in 0..4u32 {
+//!     queue.put_async(n).await?; // 2 and 3 spill to disk
+//! }
+//! assert_eq!(queue.get_async().await?, 0);
+//! queue.sync_async().await?; // 1, 2 and 3 are on stable storage
+//! // A stream of items as they come (it ends when the queue is closed).
+//! let rest: Vec<u32> = queue.stream().take(3).map(Result::unwrap).collect().await;
+//! assert_eq!(rest, [1, 2, 3]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! Cancel safety: dropping a `get_async`, `get_ack_async` or `get_batch_async` future that
+//! has not completed loses no item (an item is removed only in the poll that returns it). A
+//! `put_async` future dropped while it waits for room leaves its item out of the queue; under
+//! `EveryPut`, dropped while it waits for its fsync, its item is in the queue and durable once
+//! that fsync is done. `docs/async.md` has more, and `examples/async_pipeline.rs` a whole
+//! pipeline on tokio.
+//!
+//! # Bounds
+//!
+//! Unbounded by default. [`Builder::max_len`] caps the items, [`Builder::max_disk_bytes`] the
+//! bytes of the queue's files; at either, `put` waits for consumers, `try_put` and
+//! `put_timeout` fail with [`Error::Full`] and give the item back. Nothing is ever dropped to
+//! make room. A full disk is an error, never a trap: a queue on a full disk opens and drains,
+//! and puts work again once there is space.
+//!
 //! # Durability
 //!
 //! | event | what survives |
@@ -61,30 +105,48 @@
 //! ([`Error::Poisoned`]). Nothing on disk makes spillq panic.
 //!
 //! The on-disk format and the recovery algorithm are specified in `docs/format.md`.
+//!
+//! # Further reading
+//!
+//! In the repository's `docs/`: `durability.md` (what each mode keeps, and how),
+//! `tuning.md` (`cache_size`, segment size, `max_len`, `max_disk_bytes`), `reliability.md`
+//! (the crash, power-loss, corruption and fuzz runs), `benchmarks.md` (figures beside the
+//! other queues), `architecture.md`, `async.md`, `scale-out.md` (the `spillq-nats` crate,
+//! forwarding to NATS JetStream) and `python.md` (the Python package).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
+// Layers, each importing only those below it (checked by `tests/layers.rs`):
+// facade: queue, builder, delivery, inspect, futures; engine; spill; log; leaves: config, codec,
+// error, sys, wake.
 mod builder;
-mod cache;
 mod codec;
+mod config;
 mod delivery;
+mod engine;
 mod error;
 #[cfg(test)]
 mod faults;
+#[cfg(feature = "async")]
+mod futures;
 pub mod inspect;
-mod lane;
 mod log;
 mod queue;
 mod spill;
 mod sys;
+mod wake;
 
-pub use builder::{Builder, Durability};
+pub use builder::Builder;
 pub use codec::{Codec, MsgPack};
+pub use config::Durability;
 pub use delivery::Delivery;
+pub use engine::Stats;
 pub use error::{CodecError, Error, PutTimeoutError, TryPutError};
+#[cfg(feature = "async")]
+pub use futures::{GetStream, PutSink};
 pub use log::CheckpointState;
-pub use queue::{Iter, Queue, Stats};
+pub use queue::{Iter, Queue};
 
 /// Internals for the fuzz targets and micro-benchmarks. Not part of the API: no stability
 /// promise, hidden from the docs.

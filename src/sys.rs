@@ -1,5 +1,6 @@
 //! Thin wrappers over the system calls std does not offer: `fallocate` and directory fsync.
-//! With `log/segment.rs`, the only place with `unsafe`.
+//! Every `unsafe` block states its invariant (`// SAFETY:`); the others are in `log/segment.rs`,
+//! `log/record.rs` and `spill/lane.rs`.
 
 use std::fs::File;
 use std::io;
@@ -10,6 +11,7 @@ use std::path::Path;
 /// lack of space (a failure there would be SIGBUS). On a filesystem without `fallocate`, writes
 /// zeros instead, which reserves the blocks just the same.
 pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
+    within_file_size_limit(len)?;
     let Ok(len_off) = libc::off_t::try_from(len) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -30,6 +32,22 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
             _ => return Err(error),
         }
     }
+}
+
+/// Fails with `EFBIG` ("File too large") if a file of `len` bytes would pass this process's
+/// `RLIMIT_FSIZE`, as a write past it would, but without the `SIGXFSZ` that write raises (whose
+/// default action ends the process).
+pub(crate) fn within_file_size_limit(len: u64) -> io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is a valid, writable `rlimit` that outlives the call, which only fills it.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) };
+    if rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY && len > limit.rlim_cur {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    }
+    Ok(())
 }
 
 fn reserve_by_writing(file: &File, len: u64) -> io::Result<()> {
@@ -89,6 +107,28 @@ fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
         let n = usize::try_from(to - offset).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES));
         file.write_all_at(zeros.get(..n).unwrap_or(&zeros), offset)?;
         offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Fills `bytes` from the kernel's random source (`getrandom`).
+pub(crate) fn random(bytes: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let Some(rest) = bytes.get_mut(filled..) else {
+            break;
+        };
+        // SAFETY: the pointer and length describe `rest`, a live, writable slice that the call
+        // writes at most `rest.len()` bytes into.
+        let rc = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(error);
+        }
+        filled += usize::try_from(rc).unwrap_or(0);
     }
     Ok(())
 }

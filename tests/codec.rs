@@ -233,3 +233,83 @@ fn put_all_from_inside_an_items_encoding_keeps_both_batches_whole() {
         [1, 1001, 2, 1002, 3, 1003]
     );
 }
+
+/// Serializes as a number, except 13, whose encoding panics.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Touchy(u32);
+
+impl Serialize for Touchy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        assert_ne!(self.0, 13, "13 panics");
+        serializer.serialize_u32(self.0)
+    }
+}
+
+#[test]
+fn a_codec_that_panics_inside_put_all_leaves_no_record_of_that_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Queue::<Touchy>::builder(dir.path())
+            .cache_size(0)
+            .open()
+            .unwrap()
+    };
+    let queue = open();
+    queue.put_all((1..=5).map(Touchy)).unwrap();
+    // The batch fits in the segment: its first records are framed before the panic.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        queue.put_all([10, 11, 12, 13, 14].map(Touchy))
+    }));
+    assert!(panicked.is_err());
+    queue.put_all((20..=22).map(Touchy)).unwrap();
+    let got = |queue: &Queue<Touchy>| -> Vec<u32> {
+        queue.try_iter().map(|item| item.unwrap().0).collect()
+    };
+    let expected = vec![1, 2, 3, 4, 5, 20, 21, 22];
+    assert_eq!(queue.len(), expected.len());
+    queue.close().unwrap();
+    let queue = open();
+    assert_eq!(got(&queue), expected);
+}
+
+/// Serializes as a number; the first 13 to be encoded panics, later ones do not.
+#[derive(Debug, PartialEq, Deserialize)]
+struct OnceTouchy(u32);
+
+static ONCE_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+impl Serialize for OnceTouchy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 && ONCE_ARMED.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("13 panics, once");
+        }
+        serializer.serialize_u32(self.0)
+    }
+}
+
+#[test]
+fn a_codec_that_panics_in_the_spill_thread_fails_the_queue_instead_of_hanging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::<OnceTouchy>::builder(dir.path())
+        .cache_size(100_000)
+        .durability(spillq::Durability::Interval(
+            std::time::Duration::from_millis(1),
+        ))
+        .open()
+        .unwrap();
+    queue.put(OnceTouchy(13)).unwrap();
+    // The next tick encodes it on the spill thread, which panics: from then on the queue
+    // refuses writes, as after an I/O error, instead of accepting puts no thread will write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut n = 100;
+    while queue.try_put(OnceTouchy(n)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never failed"
+        );
+        n += 1;
+        std::thread::yield_now();
+    }
+    assert!(queue.sync().is_err());
+    assert!(queue.close().is_err());
+}

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{Mount, drain, open_with, read_then_kill, spawn_child};
-use spillq::{Durability, Error, Queue};
+use common::{drain, open_with, read_then_kill, spawn_child};
+use spillq::{Durability, Queue};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,8 +21,10 @@ fn every_put(dir: &Path) -> Queue<u64> {
 fn one_producer_under_every_put_pays_one_fsync_per_put() {
     let dir = tempfile::tempdir().unwrap();
     let queue = every_put(dir.path());
+    // The first put also makes the first segment (its header's fsync, the directory's).
+    queue.put(0).unwrap();
     let before = queue.stats().fsyncs;
-    for i in 0..20 {
+    for i in 1..=20 {
         queue.put(i).unwrap();
     }
     assert_eq!(queue.stats().fsyncs - before, 20);
@@ -62,8 +64,10 @@ fn concurrent_puts_under_every_put_share_fsyncs() {
 fn put_all_under_every_put_costs_one_fsync() {
     let dir = tempfile::tempdir().unwrap();
     let queue = every_put(dir.path());
+    // The first put also makes the first segment (its header's fsync, the directory's).
+    queue.put(0).unwrap();
     let before = queue.stats().fsyncs;
-    queue.put_all(0..1000).unwrap();
+    queue.put_all(1..1000).unwrap();
     assert_eq!(queue.stats().fsyncs - before, 1);
     assert_eq!(drain(&queue), (0..1000).collect::<Vec<_>>());
 }
@@ -84,20 +88,30 @@ fn durability_child() {
                 println!("PUT {id}");
             }
         }
+        "spill-then-idle" => {
+            let queue = open_with(Path::new(&dir), 10, Durability::OnSync);
+            for id in 0..500 {
+                queue.put(id).unwrap();
+            }
+            println!("PUT 500");
+            loop {
+                thread::park();
+            }
+        }
         _ => {
             let queue = open_with(
                 Path::new(&dir),
                 1000,
                 Durability::Interval(Duration::from_millis(20)),
             );
-            let before = queue.stats().fsyncs;
             queue.put_all(0..100).unwrap();
-            // All 100 sit in memory; wait (polling, not sleeping a fixed time) for the tick.
+            // All 100 sit in memory; wait (polling, not sleeping a fixed time) for a tick to
+            // have written and fsynced them.
             let deadline = Instant::now() + Duration::from_secs(30);
-            while queue.stats().fsyncs == before && Instant::now() < deadline {
+            while queue.stats().synced_sequence < 100 && Instant::now() < deadline {
                 thread::yield_now();
             }
-            println!("TICKED {}", queue.stats().fsyncs - before);
+            println!("TICKED {}", queue.stats().synced_sequence);
             loop {
                 thread::park();
             }
@@ -116,6 +130,33 @@ fn run_child(dir: &Path, mode: &str, each: impl FnMut(&str) -> bool) {
         ],
     );
     read_then_kill(child, each);
+}
+
+/// Items that spilled reach the segment file soon after the producer stops, without a sync, so
+/// a kill then loses none of them (`OnSync`: a kill keeps what reached the file).
+#[test]
+fn spilled_items_reach_the_file_once_the_producer_stops_and_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    run_child(dir.path(), "spill-then-idle", |line| {
+        if line != "PUT 500" {
+            return true;
+        }
+        // Wait (polling, with a deadline) for the records to show in the file.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen < 500 && Instant::now() < deadline {
+            let inspection = spillq::inspect::Inspection::open(dir.path()).unwrap();
+            seen = inspection
+                .scan(|_| std::ops::ControlFlow::Continue(()))
+                .unwrap()
+                .next_sequence;
+            thread::yield_now();
+        }
+        false
+    });
+    assert_eq!(seen, 500, "records framed were left only in memory");
+    let queue = open_with(dir.path(), 10, Durability::OnSync);
+    assert_eq!(drain(&queue), (0..500).collect::<Vec<_>>());
 }
 
 #[test]
@@ -157,62 +198,4 @@ fn an_interval_tick_writes_what_sat_in_memory() {
     assert!(ticked.unwrap() > 0, "no tick within 30 s");
     let queue = open_with(dir.path(), 1000, Durability::OnSync);
     assert_eq!(drain(&queue), (0..100).collect::<Vec<_>>());
-}
-
-/// A queue of 1000-byte items, all through disk, in 64 KiB segments.
-fn bytes_queue(dir: &Path) -> Queue<serde_bytes::ByteBuf> {
-    Queue::builder(dir)
-        .cache_size(0)
-        .segment_size(64 * 1024)
-        .open()
-        .unwrap()
-}
-
-#[test]
-fn a_full_disk_is_an_io_error_and_the_queue_goes_on_once_there_is_room() {
-    let Some(disk) = Mount::tmpfs(1024 * 1024) else {
-        return;
-    };
-    let dir = disk.dir.path().join("queue");
-    let ballast = disk.dir.path().join("ballast");
-    // Room enough, once the ballast goes, for what a full channel of refused appends holds.
-    std::fs::write(&ballast, vec![1u8; 600 * 1024]).unwrap();
-    let queue = bytes_queue(&dir);
-    let item = serde_bytes::ByteBuf::from(vec![0x5Au8; 1000]);
-    let mut accepted = 0u64;
-    let error = loop {
-        match queue.put(item.clone()) {
-            Ok(()) => accepted += 1,
-            Err(error) => break error,
-        }
-        assert!(accepted < 10_000, "the disk never filled");
-    };
-    assert!(matches!(error, Error::Io { .. }), "{error}");
-    assert!(matches!(queue.sync(), Err(Error::Io { .. })));
-    // Room again: the held-back records go in, and the queue works.
-    std::fs::remove_file(&ballast).unwrap();
-    queue.sync().unwrap();
-    queue.put(item.clone()).unwrap();
-    assert_eq!(queue.len() as u64, accepted + 1);
-    queue.close().unwrap();
-    let queue = bytes_queue(&dir);
-    let mut count = 0;
-    while let Some(got) = queue.try_get().unwrap() {
-        assert_eq!(got, item);
-        count += 1;
-    }
-    assert_eq!(count, accepted + 1);
-}
-
-#[test]
-fn close_on_a_full_disk_reports_the_error_instead_of_waiting() {
-    let Some(disk) = Mount::tmpfs(256 * 1024) else {
-        return;
-    };
-    let dir = disk.dir.path().join("queue");
-    let queue = bytes_queue(&dir);
-    let item = serde_bytes::ByteBuf::from(vec![0x5Au8; 1000]);
-    while queue.put(item.clone()).is_ok() {}
-    assert!(matches!(queue.close(), Err(Error::Io { .. })));
-    assert!(matches!(queue.put(item), Err(Error::Closed)));
 }

@@ -108,6 +108,57 @@ fn a_file_size_limit_is_an_io_error_and_the_queue_goes_on_after() {
     queue.close().unwrap();
 }
 
+/// A queue reopened by a process whose file size limit is below the size of its segments
+/// drains its backlog, is refused (EFBIG, before the kernel would raise SIGXFSZ) the puts that
+/// would write into them, and puts again once the limit is raised.
+#[test]
+fn a_segment_larger_than_the_file_size_limit_drains_and_refuses_puts_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = open(dir.path()).unwrap();
+    for id in 0..200 {
+        queue.put(item(id)).unwrap();
+    }
+    queue.close().unwrap();
+    drop(queue);
+    // The limit applies to a whole process, so it is set in a child, not among these threads.
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "reopen_under_a_limit_child",
+            "--nocapture",
+        ])
+        .env("SPILLQ_FSIZE_DIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let queue = open(dir.path()).unwrap();
+    let ids: Vec<u64> = queue.try_iter().map(|i| id_of(&i.unwrap())).collect();
+    assert_eq!(ids, [1001]);
+}
+
+#[test]
+#[ignore = "run as a child process by the test above"]
+fn reopen_under_a_limit_child() {
+    let Ok(dir) = std::env::var("SPILLQ_FSIZE_DIR") else {
+        return;
+    };
+    // SIGXFSZ is left at its default (the end of the process): the queue must refuse what
+    // would pass the limit before the kernel raises it.
+    set_file_size_limit(SEGMENT_BYTES / 2);
+    let queue = open(Path::new(&dir)).unwrap();
+    assert_eq!(queue.len(), 200);
+    let ids: Vec<u64> = queue.try_iter().map(|i| id_of(&i.unwrap())).collect();
+    assert_eq!(ids, (0..200).collect::<Vec<_>>());
+    let error = queue.put(item(1000)).unwrap_err();
+    assert!(error.to_string().contains("File too large"), "{error}");
+    set_file_size_limit(libc::RLIM_INFINITY);
+    queue.put(item(1001)).unwrap();
+    queue.close().unwrap();
+}
+
 #[test]
 fn a_read_only_file_system_is_an_io_error_and_the_data_stays() {
     let Some(disk) = Mount::ext4(16 << 20) else {

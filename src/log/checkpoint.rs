@@ -201,6 +201,8 @@ pub(crate) struct CheckpointFile {
     path: PathBuf,
     /// `None` until the first write creates the file: opening a queue creates nothing.
     file: Option<File>,
+    /// The file's length.
+    len: u64,
     generation: u64,
 }
 
@@ -220,12 +222,17 @@ impl CheckpointFile {
         } else {
             (None, 0, Loaded::Missing)
         };
+        let len = match &file {
+            Some(file) => file.metadata().map_err(|e| Error::io(&path, e))?.len(),
+            None => 0,
+        };
         Ok((
             Self {
                 storage,
                 dir: dir.to_owned(),
                 path,
                 file,
+                len,
                 generation,
             },
             loaded,
@@ -251,8 +258,14 @@ impl CheckpointFile {
                 .sync_dir(&self.dir)
                 .map_err(|e| Error::io(&self.dir, e))?;
             self.file = Some(file);
+            self.len = self.len.max(FILE_BYTES);
         }
         Ok(())
+    }
+
+    /// Bytes the file takes (0 before it is created).
+    pub(crate) fn file_bytes(&self) -> u64 {
+        self.len
     }
 
     pub(crate) fn path(&self) -> &Path {

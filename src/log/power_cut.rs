@@ -7,8 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::fault::{Faulty, Tear};
+use super::test_log::Log;
 use super::*;
 use proptest::prelude::*;
+use std::path::Path;
+use std::sync::Arc;
 
 fn payload(sequence: u64) -> Vec<u8> {
     let len = (sequence * 13 % 90) as usize;

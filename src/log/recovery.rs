@@ -18,9 +18,8 @@
 )]
 
 use super::checkpoint::{CheckpointFile, Cursor, Loaded};
-use super::record::{
-    self, FORMAT_VERSION, HeaderProblem, Parsed, SEGMENT_HEADER_BYTES, SegmentHeader,
-};
+use super::record::{FORMAT_VERSION, HeaderProblem, SEGMENT_HEADER_BYTES, SegmentHeader};
+use super::scan::{Scan, Step};
 use super::segment::{self, ReadSegment, TEMP_SUFFIX};
 use super::storage::SharedStorage;
 use crate::error::Error;
@@ -34,11 +33,9 @@ pub(crate) const ZERO_LOOKAHEAD_BYTES: usize = 64 * 1024;
 
 /// What recovery hands the log.
 pub(crate) struct Recovered {
-    /// First sequence numbers of the segments, ascending. Empty when none is left: the first
-    /// segment is created when the first record is appended.
-    pub(crate) segments: Vec<u64>,
-    /// Sum of the segment files' lengths.
-    pub(crate) disk_bytes: u64,
+    /// The segments, ascending: first sequence number and length. Empty when none is left:
+    /// the first segment is made when the first record is written.
+    pub(crate) segments: Vec<(u64, u64)>,
     /// Records before this one were removed, except those in `unacked`.
     pub(crate) read_sequence: u64,
     /// Records before `read_sequence` still out with a consumer when the checkpoint was written.
@@ -69,6 +66,7 @@ pub(crate) struct Tail {
 /// let dir = tempfile::tempdir()?;
 /// let queue = spillq::Queue::<u8>::open(dir.path())?;
 /// assert_eq!(queue.stats().checkpoint, spillq::CheckpointState::Missing);
+/// queue.put(1)?;
 /// queue.close()?;
 /// let queue = spillq::Queue::<u8>::open(dir.path())?;
 /// assert_eq!(queue.stats().checkpoint, spillq::CheckpointState::Used);
@@ -84,59 +82,7 @@ pub enum CheckpointState {
     Damaged,
 }
 
-/// Test hooks: make recovery stop after a given step, as a crash there would. Outside tests
-/// `hit` does nothing.
-pub(crate) mod crash_point {
-    use crate::error::Error;
-
-    /// The steps of recovery after which a crash leaves something changed on disk.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(crate) enum Step {
-        TempFilesRemoved,
-        ConsumedSegmentsDeleted,
-        TailCut,
-        TailReserved,
-        FirstSegmentCreated,
-    }
-
-    #[cfg(test)]
-    pub(crate) const ALL: [Step; 5] = [
-        Step::TempFilesRemoved,
-        Step::ConsumedSegmentsDeleted,
-        Step::TailCut,
-        Step::TailReserved,
-        Step::FirstSegmentCreated,
-    ];
-
-    #[cfg(test)]
-    thread_local! {
-        static STOP_AT: std::cell::Cell<Option<Step>> = const { std::cell::Cell::new(None) };
-    }
-
-    #[cfg(test)]
-    pub(crate) fn arm(step: Option<Step>) {
-        STOP_AT.with(|s| s.set(step));
-    }
-
-    #[cfg(test)]
-    pub(crate) fn hit(step: Step) -> Result<(), Error> {
-        if STOP_AT.with(|s| s.get()) == Some(step) {
-            return Err(Error::io(
-                "crash point",
-                std::io::Error::other(format!("simulated crash {step:?}")),
-            ));
-        }
-        Ok(())
-    }
-
-    #[cfg(not(test))]
-    #[inline]
-    pub(crate) fn hit(_step: Step) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-use crash_point::{Step, hit};
+use super::crash_hooks::{Crash, hit};
 
 /// A segment file found in a queue directory.
 pub(crate) struct SegmentFile {
@@ -205,55 +151,29 @@ pub(crate) fn check_header(segment: &SegmentFile) -> Result<(), Error> {
 
 /// Scans one segment from `offset`, expecting `sequence` next, and returns where valid data
 /// ends: (offset, next sequence). `limit` is the next segment's first sequence number, if any;
-/// records at or past it belong to that segment.
+/// records at or past it belong to that segment. In the last segment, zeros end the data unless
+/// a record follows within [`ZERO_LOOKAHEAD_BYTES`] (a zeroed page in the unsynced tail).
 fn scan_segment(
     bytes: &[u8],
-    mut offset: usize,
-    mut sequence: u64,
+    offset: usize,
+    sequence: u64,
     limit: Option<u64>,
     is_last: bool,
 ) -> (usize, u64) {
-    let wanted = |expected: u64| move |s: u64| s >= expected && limit.is_none_or(|limit| s < limit);
-    loop {
-        match record::parse_at(bytes, offset) {
-            Parsed::Record {
-                sequence: found,
-                size,
-                ..
-            } if wanted(sequence)(found) => {
-                sequence = found.saturating_add(1);
-                offset = offset.saturating_add(size);
-            }
-            Parsed::Zero => {
-                // Nothing was written here. In a finished segment the rest may still hold records
-                // after a zeroed page, so look through all of it; in the last one only a little
-                // way, since a preallocated tail is zeros by design.
-                let window = if is_last {
-                    bytes
-                        .get(..offset.saturating_add(ZERO_LOOKAHEAD_BYTES).min(bytes.len()))
-                        .unwrap_or(bytes)
-                } else {
-                    bytes
-                };
-                match record::find_next_valid(window, offset, wanted(sequence)) {
-                    Some(next) => offset = next,
-                    None => return (offset, sequence),
-                }
-            }
-            _ => match record::find_next_valid(bytes, offset, wanted(sequence)) {
-                Some(next) => offset = next,
-                None => return (offset, sequence),
-            },
+    let mut scan = Scan::new(bytes, offset, sequence, limit);
+    if is_last {
+        scan = scan.zero_window(ZERO_LOOKAHEAD_BYTES);
+    }
+    for step in scan.by_ref() {
+        if let Step::End { offset, .. } = step {
+            return (offset, scan.expected());
         }
     }
+    (scan.offset(), scan.expected())
 }
 
 /// Recovers the log in `dir` (already locked by the caller).
-pub(crate) fn recover(
-    storage: &SharedStorage,
-    dir: &Path,
-    segment_size: u64,
-) -> Result<Recovered, Error> {
+pub(crate) fn recover(storage: &SharedStorage, dir: &Path) -> Result<Recovered, Error> {
     let (mut segments, temps) = list_segments(dir)?;
     for temp in &temps {
         storage.remove(temp).map_err(|e| Error::io(temp, e))?;
@@ -261,7 +181,7 @@ pub(crate) fn recover(
     if !temps.is_empty() {
         storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
-    hit(Step::TempFilesRemoved)?;
+    hit(Crash::TempFilesRemoved)?;
     for segment in &segments {
         check_header(segment)?;
     }
@@ -302,7 +222,7 @@ pub(crate) fn recover(
         }
         storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
-    hit(Step::ConsumedSegmentsDeleted)?;
+    hit(Crash::ConsumedSegmentsDeleted)?;
 
     if segments.is_empty() {
         let first = match &cursor {
@@ -311,7 +231,6 @@ pub(crate) fn recover(
         };
         return Ok(Recovered {
             segments: Vec::new(),
-            disk_bytes: 0,
             read_sequence: first,
             unacked: Vec::new(),
             end_offset: SEGMENT_HEADER_BYTES,
@@ -392,11 +311,11 @@ pub(crate) fn recover(
     let tail = Tail {
         path: last.path.clone(),
         offset: offset as u64,
-        size_bytes: last.len.max(segment_size),
+        // Kept at its own size: a reopen with another segment size applies to new segments.
+        size_bytes: last.len,
     };
     Ok(Recovered {
-        segments: segments.iter().map(|s| s.first_sequence).collect(),
-        disk_bytes: segments.iter().map(|s| s.len).sum(),
+        segments: segments.iter().map(|s| (s.first_sequence, s.len)).collect(),
         read_sequence: read_sequence.min(sequence),
         unacked,
         end_offset: offset,

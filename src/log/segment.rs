@@ -5,14 +5,14 @@
 //!
 //! A memory map turns file changes made by anyone into changes of memory Rust believes it owns,
 //! and a read past the end of a shrunk file into SIGBUS. spillq keeps both out:
-//! - The directory lock (`log/mod.rs`) keeps every other spillq process out of the directory,
+//! - The directory lock (`log/lock.rs`) keeps every other spillq process out of the directory,
 //!   and no file is ever shrunk: files only grow (`fallocate`), and [`cut`] zeroes a range
 //!   without changing the length.
 //! - A file is reserved with `fallocate` before it is written, so the writer never needs a block
 //!   the disk does not have.
 //! - No `&[u8]` is held over bytes another thread writes: the writer only writes at and beyond
-//!   its published end, and a reader only forms slices below the end the writer published (with
-//!   release/acquire ordering through the log's progress mutex).
+//!   its published end, and a reader only forms slices below the end the writer published (the
+//!   spill thread publishes it under the queue's mutex, which readers hold while they read it).
 //!
 //! Files changed by a process that ignores the lock are outside what spillq can defend against.
 
@@ -20,7 +20,6 @@ use super::record::{self, SEGMENT_HEADER_BYTES, SegmentHeader};
 use super::storage::{SharedStorage, Storage};
 use crate::error::Error;
 use memmap2::{Mmap, UncheckedAdvice};
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -53,47 +52,6 @@ fn page_size() -> usize {
     usize::try_from(size).unwrap_or(4096).max(4096)
 }
 
-/// Creates the segment for `first_sequence` of `size_bytes` bytes: written under a temporary
-/// name, reserved, given its header, fsynced, renamed into place and the directory fsynced, so a
-/// segment file that exists under its real name always has a whole header and its space.
-pub(crate) fn create(
-    storage: &dyn Storage,
-    dir: &Path,
-    first_sequence: u64,
-    size_bytes: u64,
-) -> Result<PathBuf, Error> {
-    let path = dir.join(segment_file_name(first_sequence));
-    let temp = dir.join(format!(
-        "{}{TEMP_SUFFIX}",
-        segment_file_name(first_sequence)
-    ));
-    let file = storage
-        .open(&temp, true, true)
-        .map_err(|e| Error::io(&temp, e))?;
-    let result = (|| {
-        storage.reserve(&file, &temp, size_bytes)?;
-        let header = SegmentHeader {
-            version: record::FORMAT_VERSION,
-            first_sequence,
-        }
-        .encode();
-        storage.write_at(&file, &temp, 0, &header)?;
-        storage.sync(&file, &temp, true)
-    })();
-    if let Err(e) = result {
-        drop(file);
-        // Leave no half-made segment behind; a leftover would be deleted on open anyway.
-        let _ = storage.remove(&temp);
-        return Err(Error::io(&temp, e));
-    }
-    drop(file);
-    storage
-        .rename(&temp, &path)
-        .map_err(|e| Error::io(&path, e))?;
-    storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-    Ok(path)
-}
-
 /// Reads a segment's header bytes (fewer if the file is shorter).
 pub(crate) fn read_header(path: &Path) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(SEGMENT_HEADER_BYTES);
@@ -121,7 +79,7 @@ pub(crate) fn cut(
     storage
         .zero_range(&file, path, offset, len.saturating_sub(offset))
         .map_err(|e| Error::io(path, e))?;
-    super::recovery::crash_point::hit(super::recovery::crash_point::Step::TailCut)?;
+    super::crash_hooks::hit(super::crash_hooks::Crash::TailCut)?;
     storage
         .reserve(&file, path, size_bytes.max(len))
         .map_err(|e| Error::io(path, e))?;
@@ -130,214 +88,90 @@ pub(crate) fn cut(
         .map_err(|e| Error::io(path, e))
 }
 
-/// Appended records are gathered in memory and written to the file in chunks of this size (and
-/// whenever the log publishes, flushes or rolls).
-const WRITE_CHUNK_BYTES: usize = 256 << 10;
-
-/// The page size that [`WriteSegment::write_whole_pages`] aligns writes to.
-const PAGE_BYTES: usize = 4096;
-
 /// How far ahead of the records a flush makes the reserved space written zeros (see
-/// [`WriteSegment::zero_ahead`]), and the buffer that writes them.
-const ZERO_AHEAD_BYTES: usize = 1 << 20;
+/// [`OpenSegment::zero_ahead`]), and the buffer that writes them.
+const ZERO_AHEAD_BYTES: u64 = 1 << 20;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
-/// The segment the writer appends to.
-///
-/// Records are written with `pwrite`, not through a writable map: a page of a new file that is
-/// first touched through a map is zero-filled by the kernel and then overwritten, which cost a
-/// quarter of the spill thread's time; a write of whole pages skips that. Readers still map the
-/// file: the page cache is the same.
-pub(crate) struct WriteSegment {
-    storage: SharedStorage,
-    path: PathBuf,
-    file: File,
-    /// The file's length (reserved).
-    len: usize,
-    first_sequence: u64,
-    /// End of what is written into the file; everything after it is zeros, or `buffer`'s to
-    /// write. It may cut a record: see [`write_whole_pages`](Self::write_whole_pages).
-    written: usize,
-    /// End of the last whole record written into the file: what readers may see.
-    visible: usize,
-    /// Bytes appended after `written`, not yet written.
-    buffer: Vec<u8>,
-    /// Where each record not yet whole in the file ends, in file offsets, ascending.
-    ends: VecDeque<usize>,
-    /// The file holds written blocks (records or zeros written by `zero_ahead`) up to here, at
-    /// least.
-    zeroed: usize,
+/// The name of spare segment `id`: made and reserved ahead of need under this name, then given
+/// its header and its real name when the writer rolls to it. Deleted on open, like any `.tmp`.
+fn spare_name(id: u64) -> String {
+    format!("spare-{id:020}{SEGMENT_SUFFIX}{TEMP_SUFFIX}")
 }
 
-impl WriteSegment {
-    /// Opens `path` for appending at `offset`, reserving it to at least `size_bytes` first.
+/// A segment file open for writing: the one being written, or one rolled with data not yet
+/// fsynced.
+///
+/// Records are written with `pwrite`, not through a writable map: a page of a new file that is
+/// first touched through a map is zero-filled by the kernel and then overwritten. Readers still
+/// map the file: the page cache is the same.
+pub(crate) struct OpenSegment {
+    storage: SharedStorage,
+    pub(crate) first_sequence: u64,
+    pub(crate) path: PathBuf,
+    file: File,
+    /// The file's length, all of it reserved.
+    pub(crate) len: u64,
+    /// Whether it holds data not yet fsynced.
+    pub(crate) dirty: bool,
+    /// The file holds written blocks (records, or zeros from `zero_ahead`) up to here, at least.
+    zeroed: u64,
+}
+
+impl OpenSegment {
+    /// Opens an existing segment for writing (the last one found on open, after its cut).
     pub(crate) fn open(
         storage: SharedStorage,
         path: &Path,
         first_sequence: u64,
-        offset: usize,
-        size_bytes: u64,
+        end: u64,
     ) -> Result<Self, Error> {
         let file = storage
             .open(path, false, false)
             .map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let len = len.max(size_bytes);
-        storage
-            .reserve(&file, path, len)
-            .map_err(|e| Error::io(path, e))?;
-        let len = usize::try_from(len).map_err(|_| {
-            Error::corrupt(
-                path,
-                0,
-                "the segment is larger than this machine can address",
-            )
-        })?;
-        if len < offset {
-            return Err(Error::corrupt(
-                path,
-                offset as u64,
-                "the write position lies past the end of the segment",
-            ));
-        }
         Ok(Self {
             storage,
+            first_sequence,
             path: path.to_owned(),
             file,
             len,
-            first_sequence,
-            written: offset,
-            visible: offset,
-            buffer: Vec::new(),
-            ends: VecDeque::new(),
-            zeroed: offset,
+            dirty: false,
+            zeroed: end,
         })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(crate) fn first_sequence(&self) -> u64 {
-        self.first_sequence
-    }
-
-    /// The file's length (reserved).
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// End of the whole records in the file (not counting those still to write).
-    pub(crate) fn visible(&self) -> usize {
-        self.visible
-    }
-
-    /// Records appended and not yet whole in the file.
-    pub(crate) fn unwritten_records(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// End of every record appended, written or not.
-    pub(crate) fn end(&self) -> usize {
-        self.written + self.buffer.len()
-    }
-
-    /// Whether a record with a payload of `payload_len` bytes fits after what is appended.
-    pub(crate) fn fits(&self, payload_len: usize) -> bool {
-        record::record_size(payload_len)
-            .and_then(|size| self.end().checked_add(size))
-            .is_some_and(|end| end <= self.len)
-    }
-
-    /// Whether enough is gathered that it should be written before more is appended.
-    pub(crate) fn is_full(&self) -> bool {
-        self.buffer.len() >= WRITE_CHUNK_BYTES
-    }
-
-    /// Appends one record. The caller has checked [`fits`](Self::fits).
-    pub(crate) fn append(&mut self, sequence: u64, payload: &[u8]) {
-        let header = record::encode_header(sequence, payload);
-        let size = record::record_size(payload.len()).unwrap_or(0);
-        let start = self.buffer.len();
-        self.buffer.extend_from_slice(&header);
-        self.buffer.extend_from_slice(payload);
-        // Padding: zeros, as the reserved file already holds there.
-        self.buffer.resize(start + size, 0);
-        self.ends.push_back(self.written + start + size);
-    }
-
-    /// Writes what was appended into the file. On error nothing counts as written, and the
-    /// next call writes it all again (at the same offset).
-    pub(crate) fn write_out(&mut self) -> Result<(), Error> {
-        self.write_up_to(self.end())
-    }
-
-    /// Writes what was appended up to the last page boundary, and keeps the rest (less than a
-    /// page, perhaps part of a record) for the next write. Writing whole pages costs the kernel
-    /// less than half as much per page as writing a page in two parts: measured on ext4, about
-    /// 1.2 µs per 4 KiB page for 256 KiB writes starting and ending on page boundaries, 3 µs
-    /// for 29 KiB writes that do not. Readers see only the whole records written.
-    pub(crate) fn write_whole_pages(&mut self) -> Result<(), Error> {
-        let page_end = self.end() / PAGE_BYTES * PAGE_BYTES;
-        if page_end <= self.written {
-            return Ok(());
-        }
-        self.write_up_to(page_end)
-    }
-
-    /// Writes the buffer's bytes up to file offset `to`. On error nothing counts as written.
-    fn write_up_to(&mut self, to: usize) -> Result<(), Error> {
-        let count = to.saturating_sub(self.written);
-        let Some(bytes) = self.buffer.get(..count).filter(|bytes| !bytes.is_empty()) else {
-            return Ok(());
-        };
+    /// Writes `bytes` at `offset`. The caller keeps within the reserved length.
+    pub(crate) fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
         self.storage
-            .write_at(&self.file, &self.path, self.written as u64, bytes)
+            .write_at(&self.file, &self.path, offset, bytes)
             .map_err(|e| Error::io(&self.path, e))?;
-        self.written = to;
-        let whole = self.ends.partition_point(|&end| end <= to);
-        if let Some(&end) = whole.checked_sub(1).and_then(|last| self.ends.get(last)) {
-            self.visible = end;
-        }
-        self.ends.drain(..whole);
-        if count == self.buffer.len() {
-            self.buffer.clear();
-        } else {
-            self.buffer.copy_within(count.., 0);
-            self.buffer.truncate(self.buffer.len() - count);
-        }
-        if self.buffer.capacity() > 2 * WRITE_CHUNK_BYTES {
-            // One large batch must not keep its buffer for good.
-            self.buffer.shrink_to(WRITE_CHUNK_BYTES);
-        }
+        self.dirty = true;
+        self.zeroed = self.zeroed.max(offset + bytes.len() as u64);
         Ok(())
     }
 
-    /// Before an fdatasync: writes zeros over the reserved space just ahead of the records, so
-    /// that the fdatasyncs after this one find written blocks there. `fallocate` reserves space
-    /// as unwritten extents, and the first fdatasync of data in each new page must also commit
-    /// the filesystem's journal to mark it written (on ext4, about 50 µs more than an fdatasync
-    /// of data alone). Writing zeros over zeros changes nothing a reader or recovery sees, so a
+    /// Before an fdatasync: writes zeros over the reserved space just ahead of `end`, so that
+    /// the fdatasyncs after this one find written blocks there. `fallocate` reserves space as
+    /// unwritten extents, and the first fdatasync of data in each new page must also commit the
+    /// filesystem's journal to mark it written (`docs/format.md` has the cost). Writing zeros over zeros changes nothing a reader or recovery sees, so a
     /// failure here is not an error: the space stays as it was. Does nothing while the zeros
-    /// reach at least half of [`ZERO_AHEAD_BYTES`] past the records.
-    pub(crate) fn zero_ahead(&mut self) {
-        let from = self.end().next_multiple_of(4096);
+    /// reach at least half of [`ZERO_AHEAD_BYTES`] past `end`.
+    pub(crate) fn zero_ahead(&mut self, end: u64) {
+        let from = end.next_multiple_of(4096);
         let to = from.saturating_add(ZERO_AHEAD_BYTES).min(self.len);
         let mut offset = self.zeroed.max(from);
         if offset >= from.saturating_add(ZERO_AHEAD_BYTES / 2).min(self.len) {
             return;
         }
         while offset < to {
-            let len = (to - offset).min(ZEROS.len());
+            let len = usize::try_from(to - offset).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
             let zeros = ZEROS.get(..len).unwrap_or_default();
-            if let Err(error) = self
-                .storage
-                .write_at(&self.file, &self.path, offset as u64, zeros)
-            {
+            if let Err(error) = self.storage.write_at(&self.file, &self.path, offset, zeros) {
                 tracing::debug!(segment = %self.path.display(), %error, "could not write zeros ahead");
                 return;
             }
-            offset += len;
+            offset += len as u64;
             self.zeroed = offset;
         }
     }
@@ -346,10 +180,95 @@ impl WriteSegment {
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.storage.sync(&self.file, &self.path, false)
     }
+}
 
-    /// A handle to fsync this segment later.
-    pub(crate) fn try_clone_file(&self) -> Result<File, Error> {
-        self.file.try_clone().map_err(|e| Error::io(&self.path, e))
+/// A segment file made ahead of need: reserved, not yet named for its first record.
+pub(crate) struct Spare {
+    pub(crate) id: u64,
+    path: PathBuf,
+    file: File,
+    pub(crate) len: u64,
+}
+
+impl Spare {
+    /// Makes spare segment `id` in `dir` with `size_bytes` reserved. The only place segment
+    /// space is taken: a put that needs a segment gets one here, or fails here.
+    pub(crate) fn create(
+        storage: &dyn Storage,
+        dir: &Path,
+        id: u64,
+        size_bytes: u64,
+    ) -> Result<Self, Error> {
+        let path = dir.join(spare_name(id));
+        let file = storage
+            .open(&path, true, true)
+            .map_err(|e| Error::io(&path, e))?;
+        let mut spare = Self {
+            id,
+            path,
+            file,
+            len: 0,
+        };
+        if let Err(error) = spare.grow(storage, size_bytes) {
+            // Give back what a partial reservation took.
+            spare.discard(storage);
+            return Err(error);
+        }
+        Ok(spare)
+    }
+
+    /// Reserves the spare up to at least `size_bytes`.
+    pub(crate) fn grow(&mut self, storage: &dyn Storage, size_bytes: u64) -> Result<(), Error> {
+        if self.len < size_bytes {
+            storage
+                .reserve(&self.file, &self.path, size_bytes)
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.len = size_bytes;
+        }
+        Ok(())
+    }
+
+    /// Deletes the spare (at close, or after a failed reservation).
+    pub(crate) fn discard(self, storage: &dyn Storage) {
+        drop(self.file);
+        if let Err(error) = storage.remove(&self.path) {
+            tracing::debug!(path = %self.path.display(), %error, "could not delete the spare segment");
+        }
+    }
+
+    /// Makes the spare the segment whose first record is `first_sequence`: header, fsync,
+    /// rename, directory fsync, so a segment file under its real name always has a whole header
+    /// and its space. Renaming over an existing file replaces it (an empty segment that a
+    /// record too large for it made the writer roll from).
+    pub(crate) fn install(
+        self,
+        storage: SharedStorage,
+        dir: &Path,
+        first_sequence: u64,
+    ) -> Result<OpenSegment, Error> {
+        let header = SegmentHeader {
+            version: record::FORMAT_VERSION,
+            first_sequence,
+        }
+        .encode();
+        let path = dir.join(segment_file_name(first_sequence));
+        storage
+            .write_at(&self.file, &self.path, 0, &header)
+            .and_then(|()| storage.sync(&self.file, &self.path, true))
+            .map_err(|e| Error::io(&self.path, e))?;
+        storage
+            .rename(&self.path, &path)
+            .map_err(|e| Error::io(&path, e))?;
+        storage.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(OpenSegment {
+            storage,
+            first_sequence,
+            path,
+            file: self.file,
+            len: self.len,
+            dirty: false,
+            zeroed: SEGMENT_HEADER_BYTES as u64,
+        })
     }
 }
 
@@ -392,7 +311,8 @@ impl ReadSegment {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), len) }
     }
 
-    /// Hands pages before `offset` back to the kernel (see `WriteSegment::release`).
+    /// Hands pages before `offset` back to the kernel, a megabyte at a time: pages read once
+    /// need not stay in the process's resident memory.
     pub(crate) fn release_before(&mut self, offset: usize) {
         let end = offset - offset % page_size();
         if end < self.released + RELEASE_STEP_BYTES || end > self.map.len() {

@@ -3,12 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use super::recovery::crash_point;
+use super::crash_hooks;
+use super::record::{Parsed, SEGMENT_HEADER_BYTES};
+use super::test_log::Log;
 use super::*;
+use crate::error::Error;
 use proptest::prelude::*;
 use record::RECORD_HEADER_BYTES;
 use std::collections::VecDeque;
+use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Every record from the read cursor on: (sequence, payload), and how many were skipped.
 fn read_all(log: &Log) -> (Vec<(u64, Vec<u8>)>, u64) {
@@ -24,7 +29,7 @@ fn read_all(log: &Log) -> (Vec<(u64, Vec<u8>)>, u64) {
             break;
         }
     }
-    (records, log.shared().skipped.load(Ordering::Relaxed))
+    (records, log.skipped())
 }
 
 fn payload(sequence: u64) -> Vec<u8> {
@@ -63,8 +68,8 @@ fn segment_paths(dir: &Path) -> Vec<std::path::PathBuf> {
 #[derive(Debug, Clone)]
 enum Op {
     Append(Vec<u8>),
-    /// Appended, then only whole pages written: the rest waits in the writer.
-    AppendWholePages(Vec<u8>),
+    /// Appended and not yet written: a kill (a reopen) loses it.
+    AppendUnwritten(Vec<u8>),
     Read(usize),
     Checkpoint {
         durable: bool,
@@ -76,7 +81,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(Op::Append),
-        2 => proptest::collection::vec(any::<u8>(), 0..3000).prop_map(Op::AppendWholePages),
+        2 => proptest::collection::vec(any::<u8>(), 0..3000).prop_map(Op::AppendUnwritten),
         3 => (1usize..20).prop_map(Op::Read),
         1 => any::<bool>().prop_map(|durable| Op::Checkpoint { durable }),
         1 => Just(Op::Flush),
@@ -112,21 +117,23 @@ proptest! {
                     log.publish().unwrap();
                     model.push_back((sequence, bytes));
                 }
-                Op::AppendWholePages(bytes) => {
+                Op::AppendUnwritten(bytes) => {
                     let sequence = log.append(&bytes).unwrap();
-                    log.publish_whole_pages().unwrap();
-                    prop_assert_eq!(log.has_unwritten(), log.written_sequence() < log.next_sequence());
                     model.push_back((sequence, bytes));
                 }
                 Op::Read(n) => {
                     let mut got = Vec::new();
                     reader.read_batch(n, |s, b| got.push((s, b.to_vec()))).unwrap();
+                    // What is not written yet is not read yet.
+                    let unwritten = log.next_sequence() - log.written_sequence();
+                    let unwritten = usize::try_from(unwritten).unwrap();
                     for record in got {
                         let expected = model.pop_front();
                         prop_assert_eq!(Some(&record), expected.as_ref());
                         read_sequence = record.0 + 1;
                         since_checkpoint.push_back(record);
                     }
+                    prop_assert!(model.len() >= unwritten);
                     prop_assert_eq!(model.len() as u64, log.next_sequence() - reader.expected());
                 }
                 Op::Checkpoint { durable } => {
@@ -158,7 +165,7 @@ proptest! {
         let mut rest = Vec::new();
         while reader.read_batch(64, |s, b| rest.push((s, b.to_vec()))).unwrap() > 0 {}
         prop_assert_eq!(rest, Vec::from(model));
-        prop_assert_eq!(log.shared().skipped.load(Ordering::Relaxed), 0);
+        prop_assert_eq!(log.skipped(), 0);
     }
 }
 
@@ -312,7 +319,7 @@ fn messy_dir(dir: &Path) {
     append_n(&mut log, 60);
     // Consumed: two segments behind the cursor, but the checkpoint that would delete them
     // was not durable.
-    let third = log.segments[2];
+    let third = log.segments()[2];
     log.checkpoint(third, &[], false).unwrap();
     append_n(&mut log, 5);
     drop(log);
@@ -325,8 +332,8 @@ fn messy_dir(dir: &Path) {
     std::fs::write(&last, bytes).unwrap();
 }
 
-/// Opens the log and appends one record (the first write cuts the tail, or creates the first
-/// segment), as a process that crashes at the armed step would.
+/// Opens the log and appends one record (the first write cuts the tail), as a process that
+/// crashes at the armed step would.
 fn open_and_append(dir: &Path) {
     if let Ok(mut log) = Log::open(dir, 1024) {
         let _ = log.append(b"after").and_then(|_| log.publish());
@@ -344,16 +351,16 @@ fn recovery_interrupted_at_each_step_gives_the_same_records() {
         (read_all(&log), log.next_sequence())
     };
     assert!(!reference.0.is_empty());
-    let steps = crash_point::ALL;
+    let steps = crash_hooks::ALL;
     for (i, &first) in steps.iter().enumerate() {
         for second in steps[i..].iter().copied().map(Some).chain([None]) {
             let dir = tempfile::tempdir().unwrap();
             copy_dir(pristine.path(), dir.path());
-            crash_point::arm(Some(first));
+            crash_hooks::arm(Some(first));
             open_and_append(dir.path());
-            crash_point::arm(second);
+            crash_hooks::arm(second);
             open_and_append(dir.path());
-            crash_point::arm(None);
+            crash_hooks::arm(None);
             let log = Log::open(dir.path(), 1024).unwrap();
             let ((mut records, skipped), next) = (read_all(&log), log.next_sequence());
             // What was there before is there still; after it, only the appends that went
@@ -369,23 +376,20 @@ fn recovery_interrupted_at_each_step_gives_the_same_records() {
         }
     }
     // A directory whose segments are all gone opens without creating any, and starts over
-    // at the checkpoint's sequence when the first record is appended.
+    // at the checkpoint's sequence when the first record is written.
     let dir = tempfile::tempdir().unwrap();
     copy_dir(pristine.path(), dir.path());
     for path in segment_paths(dir.path()) {
         std::fs::remove_file(path).unwrap();
     }
-    crash_point::arm(Some(crash_point::Step::FirstSegmentCreated));
     let mut log = Log::open(dir.path(), 1024).unwrap();
     assert!(segment_paths(dir.path()).is_empty());
-    assert!(log.append(b"first").is_err());
-    crash_point::arm(None);
-    drop(log);
-    let mut log = Log::open(dir.path(), 1024).unwrap();
     // The records after the checkpoint's head went with their segments.
     assert_eq!(read_all(&log).0, vec![]);
     assert_eq!(log.next_sequence(), 60);
     assert_eq!(log.append(b"first").unwrap(), 60);
+    log.publish().unwrap();
+    assert_eq!(segment_paths(dir.path()).len(), 1);
 }
 
 #[test]
@@ -489,7 +493,7 @@ fn records_larger_than_a_segment_read_back_in_order() {
         .map(|(i, n)| (i as u64, *n, i as u8))
         .collect();
     assert_eq!(got, expected);
-    assert_eq!(log.shared().skipped.load(Ordering::Relaxed), 0);
+    assert_eq!(log.skipped(), 0);
 }
 
 #[test]
@@ -588,7 +592,7 @@ fn a_flush_writes_zeros_ahead_of_the_records_and_never_over_them() {
             expected.push((sequence, payload));
         }
         log.flush().unwrap();
-        let end = log.writer.as_ref().unwrap().visible() as u64;
+        let end = log.written_offset();
         let zeros = zero_writes(seen);
         seen = writes.0.lock().unwrap().len();
         if let (Some(&(first, _)), Some(&(last, last_len))) = (zeros.first(), zeros.last()) {

@@ -1,5 +1,6 @@
-//! The lane: the lock-free bounded queue in front of the memory ring, with a gate that holders
-//! of the queue's lock close and open (where it sits among the queue's invariants: `cache.rs`).
+//! The lane: the lock-free bounded queue that holds the queue's items while it runs in memory
+//! only, with gates that holders of the queue's lock close and open (where it sits among the
+//! queue's invariants: `engine/mod.rs`).
 //!
 //! It is a ring of slots with a stamp each, after Dmitry Vyukov's bounded multi-producer
 //! multi-consumer queue, and the gate is one bit of the push position. A push claims its slot
@@ -20,13 +21,9 @@
 //! capacity. A slot's stamp says what it waits for: a push at position `p` while it is `p`, a
 //! pop at `p` while it is `p + 1`; a pop sets it to the position of the slot one lap later.
 
-use crate::builder::{Config, Durability};
 use std::mem::MaybeUninit;
 use std::ops::Deref;
 use std::sync::atomic::Ordering;
-
-/// Items in the lane at most: a quarter of the cache, up to this.
-const MAX_LANE: usize = 1024;
 
 /// Times a producer finding the lane full tries again (after 2, 4 and 8 spin-loop hints, a
 /// fraction of a microsecond in all) before taking the lock. Short on purpose: longer, and a
@@ -34,20 +31,20 @@ const MAX_LANE: usize = 1024;
 /// into memory and disk, which is the point of the queue.
 const LANE_RETRIES: u32 = 3;
 
-/// The lane's atomics and cells: loom's under `--cfg loom`, so its model checker can run the
+/// The lane's atomics and cells: loom's under `--cfg spillq_loom`, so its model checker can run the
 /// lane's protocols (`lane_loom` tests below).
-#[cfg(loom)]
+#[cfg(spillq_loom)]
 use loom::cell::UnsafeCell as ValueCell;
-#[cfg(loom)]
+#[cfg(spillq_loom)]
 use loom::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
-#[cfg(not(loom))]
+#[cfg(not(spillq_loom))]
 use std::sync::atomic::{AtomicUsize as LaneAtomic, fence as lane_fence};
 
 /// `std`'s cell with loom's interface.
-#[cfg(not(loom))]
+#[cfg(not(spillq_loom))]
 struct ValueCell<T>(std::cell::UnsafeCell<T>);
 
-#[cfg(not(loom))]
+#[cfg(not(spillq_loom))]
 impl<T> ValueCell<T> {
     fn new(value: T) -> Self {
         Self(std::cell::UnsafeCell::new(value))
@@ -64,12 +61,12 @@ pub(crate) const SPIN_STEPS: u32 = 6;
 /// Step `step` of a wait loop's backoff: spin, or from [`SPIN_STEPS`] on, yield the processor.
 /// Under loom, a yield point of the model.
 pub(crate) fn pause(step: u32) {
-    #[cfg(loom)]
+    #[cfg(spillq_loom)]
     {
         let _ = step;
         loom::thread::yield_now();
     }
-    #[cfg(not(loom))]
+    #[cfg(not(spillq_loom))]
     if step < SPIN_STEPS {
         for _ in 0..(1u32 << step) {
             std::hint::spin_loop();
@@ -269,6 +266,22 @@ impl<T> Ring<T> {
         tail & !self.mark == head
     }
 
+    /// Items in the ring: exact while nobody pushes or pops.
+    fn len(&self) -> usize {
+        let head = self.head.load(Ordering::SeqCst) & !self.mark;
+        let tail = self.tail.load(Ordering::SeqCst) & !self.mark;
+        // A position is `lap + index`: as a count of slots from the start, `laps * capacity
+        // + index`.
+        let linear = |position: usize| {
+            (position / self.lap())
+                .wrapping_mul(self.slots.len())
+                .wrapping_add(position & (self.mark - 1))
+        };
+        linear(tail)
+            .wrapping_sub(linear(head))
+            .min(self.slots.len())
+    }
+
     fn open(&self) {
         self.tail.fetch_and(!self.mark, Ordering::Release);
     }
@@ -292,24 +305,18 @@ impl<T> Drop for Ring<T> {
     }
 }
 
-/// The lock-free front of the memory ring (see the module docs, and `cache.rs`).
+/// The lock-free front of the memory ring (see the module docs, and `engine/mod.rs`).
 pub(crate) struct Lane<T> {
-    /// `None` when the configuration never allows it.
+    /// `None` when the queue's options never allow it.
     ring: Option<Ring<T>>,
-    /// Consumers about to sleep, or sleeping, on `not_empty`: a producer that pushed wakes them.
+    /// Consumers about to sleep, or sleeping, on the queue's `items` condition variable: a producer that pushed wakes them.
     /// Read after every push, written only by consumers going to sleep: a line of its own.
     waiters: Padded<LaneAtomic>,
 }
 
 impl<T> Lane<T> {
-    pub(crate) fn new(config: &Config) -> Self {
-        let capacity = (config.cache_size / 4).min(MAX_LANE);
-        let allowed =
-            capacity > 0 && config.max_len.is_none() && config.durability != Durability::EveryPut;
-        Self::with_capacity(allowed.then_some(capacity))
-    }
-
-    fn with_capacity(capacity: Option<usize>) -> Self {
+    /// A lane of `capacity` items, both gates closed; `None` for a queue that never uses one.
+    pub(crate) fn with_capacity(capacity: Option<usize>) -> Self {
         Self {
             ring: capacity.map(Ring::new),
             waiters: Padded(LaneAtomic::new(0)),
@@ -348,6 +355,11 @@ impl<T> Lane<T> {
         self.ring.as_ref().is_none_or(Ring::is_empty)
     }
 
+    /// Items in the lane: exact while nobody pushes or pops.
+    pub(crate) fn len(&self) -> usize {
+        self.ring.as_ref().map_or(0, Ring::len)
+    }
+
     /// Call with the queue's lock held (which also keeps `State::lane_open`, the gate's state
     /// as the lock holders set it, so they need not read the word producers write).
     pub(crate) fn open(&self) {
@@ -364,7 +376,7 @@ impl<T> Lane<T> {
         }
     }
 
-    /// A consumer about to sleep on `not_empty`, under the queue's lock: counts itself, then
+    /// A consumer about to sleep on the queue's `items` condition variable, under the queue's lock: counts itself, then
     /// looks at the lane once more. Returns whether it is still empty (so the consumer may
     /// sleep). With [`Lane::wake_wanted`]: either this look sees a producer's item, or that
     /// producer sees the count and wakes the consumer (through the lock, so not before it
@@ -419,7 +431,7 @@ impl<T> Lane<T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(spillq_loom)))]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
@@ -557,7 +569,7 @@ mod tests {
 
 /// The lane's protocols under loom, which runs the interleavings of the threads (and every
 /// value a load may see under the memory model) for the lane's atomics and cells.
-#[cfg(all(test, loom))]
+#[cfg(all(test, spillq_loom))]
 mod lane_loom {
     #![allow(clippy::unwrap_used)]
 
