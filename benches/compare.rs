@@ -859,14 +859,7 @@ fn run_async<I: Item>(peer: &str, dir: &Path, n: u64, concurrent: bool) -> f64 {
                         check.see(&payloads, &queue.get_async().await.unwrap());
                     }
                 };
-                if concurrent {
-                    let producer = tokio::spawn(producer);
-                    tokio::spawn(consumer).await.unwrap();
-                    producer.await.unwrap();
-                } else {
-                    producer.await;
-                    consumer.await;
-                }
+                producer_then_consumer(concurrent, producer, consumer).await;
                 started.elapsed().as_secs_f64()
             })
         }
@@ -893,18 +886,28 @@ fn run_async<I: Item>(peer: &str, dir: &Path, n: u64, concurrent: bool) -> f64 {
                         check.see(&payloads, &record);
                     }
                 };
-                if concurrent {
-                    let producer = tokio::spawn(producer);
-                    tokio::spawn(consumer).await.unwrap();
-                    producer.await.unwrap();
-                } else {
-                    producer.await;
-                    consumer.await;
-                }
+                producer_then_consumer(concurrent, producer, consumer).await;
                 started.elapsed().as_secs_f64()
             })
         }
         other => panic!("no async queue named {other}"),
+    }
+}
+
+/// Runs the producer and the consumer side by side on the runtime's threads, or one after the
+/// other.
+async fn producer_then_consumer(
+    concurrent: bool,
+    producer: impl std::future::Future<Output = ()> + Send + 'static,
+    consumer: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if concurrent {
+        let producer = tokio::spawn(producer);
+        tokio::spawn(consumer).await.unwrap();
+        producer.await.unwrap();
+    } else {
+        producer.await;
+        consumer.await;
     }
 }
 
